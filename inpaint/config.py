@@ -1,0 +1,265 @@
+"""Configuration: dataclasses with defaults, TOML loading and typed `section.key=value` overrides.
+
+The dataclass defaults are the DCGAN of the reference implementations (configs/dcgan64.toml spells
+them out with a reason per value). Unknown sections or keys and values of the wrong type are
+`ConfigError`s naming the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inpaint.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    crop: str = "center"  # "center": centred square; "none": squash the whole frame
+    crop_fraction: float = 1.0  # side of the centred square as a fraction of the shorter side
+    flip: bool = True  # random horizontal flips (faces are roughly symmetric)
+    shuffle_buffer: int = 10000  # images are held in memory, so a full shuffle is cheap
+
+    def validate(self) -> None:
+        _choice("data.crop", self.crop, ("center", "none"))
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ConfigError(f"data.crop_fraction must be in (0, 1], got {self.crop_fraction}")
+        _positive("data.shuffle_buffer", self.shuffle_buffer)
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 64  # square images, a power of two >= 8
+    channels: int = 3
+    z_dim: int = 100
+    gf: int = 64  # generator filters in the last hidden layer
+    df: int = 64  # discriminator filters in the first layer
+    kernel_size: int = 5
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    leak: float = 0.2
+    init_stddev: float = 0.02
+
+    @property
+    def n_up(self) -> int:
+        """Number of stride-2 stages between the 4x4 base and the image size."""
+        return (self.image_size // 4).bit_length() - 1
+
+    def validate(self) -> None:
+        s = self.image_size
+        if s < 8 or s & (s - 1):
+            raise ConfigError(f"model.image_size must be a power of two >= 8, got {s}")
+        for key in ("channels", "z_dim", "gf", "df", "kernel_size"):
+            _positive(f"model.{key}", getattr(self, key))
+        if self.channels not in (1, 3):
+            raise ConfigError(f"model.channels must be 1 or 3, got {self.channels}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 25
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    adam_epsilon: float = 1e-8
+    g_steps: int = 2  # generator updates per discriminator update
+    seed: int = 0
+    precision: str = "float32"  # "float32" | "mixed_bfloat16" | "mixed_float16"
+    checkpoint_every: int = 500  # steps
+    keep_checkpoints: int = 3
+    sample_every: int = 200  # steps
+    log_every: int = 10  # steps
+
+    def validate(self) -> None:
+        for key in ("epochs", "batch_size", "g_steps", "checkpoint_every", "keep_checkpoints",
+                    "sample_every", "log_every"):
+            _positive(f"train.{key}", getattr(self, key))
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.beta1 < 1.0:
+            raise ConfigError(f"train.beta1 must be in [0, 1), got {self.beta1}")
+        _choice("train.precision", self.precision, ("float32", "mixed_bfloat16", "mixed_float16"))
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Keys that may change when a run is resumed: they schedule the run but do not change the models
+# or the optimisation, so extending a run (`--epochs 40`) is not a conflict.
+RESUMABLE_KEYS = frozenset({
+    "train.epochs", "train.checkpoint_every", "train.keep_checkpoints", "train.sample_every",
+    "train.log_every",
+})
+
+
+def _positive(key: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _sections(cfg: Config) -> dict[str, object]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def _field_types(section: object) -> dict[str, object]:
+    hints = typing.get_type_hints(type(section))
+    return {f.name: hints[f.name] for f in dataclasses.fields(section)}
+
+
+def _type_name(tp: object) -> str:
+    if typing.get_origin(tp) is list:
+        return "a list of strings"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
+
+
+def _coerce(key: str, tp: object, value: object) -> object:
+    """Check `value` (as parsed from TOML) against the field type; return it in that type."""
+    if typing.get_origin(tp) is list:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        if isinstance(value, str):  # `--set model.deformable=d_conv1,d_conv2`
+            return [v for v in (s.strip() for s in value.split(",")) if v]
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key} expects {_type_name(tp)}, got {value!r}")
+
+
+def apply_mapping(cfg: Config, mapping: dict, source: str = "config") -> Config:
+    """Set every `{section: {key: value}}` in `mapping` on `cfg`, type-checked. Returns `cfg`."""
+    sections = _sections(cfg)
+    for sec_name, values in mapping.items():
+        if sec_name not in sections:
+            raise ConfigError(
+                f"{source}: unknown section [{sec_name}]; known sections: {', '.join(sections)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{sec_name}] must be a table of keys")
+        section = sections[sec_name]
+        types_ = _field_types(section)
+        for key, value in values.items():
+            full = f"{sec_name}.{key}"
+            if key not in types_:
+                raise ConfigError(
+                    f"{source}: unknown key {full!r}; known keys in [{sec_name}]: "
+                    f"{', '.join(types_)}"
+                )
+            setattr(section, key, _coerce(full, types_[key], value))
+    return cfg
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The defaults, updated by the TOML file at `path` if given. Raises ConfigError."""
+    cfg = Config()
+    if path is None:
+        return cfg.validate()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
+    try:
+        mapping = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    return apply_mapping(cfg, mapping, source=str(path)).validate()
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """`"train.epochs=3"` -> `("train", "epochs", 3)`. The value is read as TOML, so `3` is an
+    integer, `1e-3` a number, `true` a boolean and `["a", "b"]` a list; anything that is not
+    valid TOML is taken as a bare string (`train.precision=mixed_bfloat16`)."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or key.count(".") != 1 or not all(key.split(".")):
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    section, name = key.split(".")
+    return section, name, value
+
+
+def apply_overrides(cfg: Config, overrides: typing.Iterable[str]) -> Config:
+    """Apply `section.key=value` strings to `cfg` (type-checked), then validate it."""
+    for text in overrides:
+        section, name, value = parse_override(text)
+        apply_mapping(cfg, {section: {name: value}}, source="--set")
+    return cfg.validate()
+
+
+def config_from_dict(mapping: dict, source: str = "config") -> Config:
+    return apply_mapping(Config(), mapping, source=source).validate()
+
+
+def diff_configs(a: Config, b: Config) -> list[tuple[str, object, object]]:
+    """`[(key, value_in_a, value_in_b)]` for every key that differs."""
+    out = []
+    for sec_name, sec_a in a.to_dict().items():
+        sec_b = b.to_dict()[sec_name]
+        for key, va in sec_a.items():
+            if va != sec_b[key]:
+                out.append((f"{sec_name}.{key}", va, sec_b[key]))
+    return out
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dumps_config(cfg: Config) -> str:
+    """TOML text that `load_config` reads back to an equal Config."""
+    lines = ["# Resolved configuration written by inpaint; every later command reads it.", ""]
+    for sec_name, values in cfg.to_dict().items():
+        lines.append(f"[{sec_name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from inpaint.images import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), dumps_config(cfg).encode("utf-8"))
+

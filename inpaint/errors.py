@@ -1,0 +1,42 @@
+"""Typed errors. The library raises these with a message a user can act on; the CLI prints
+`Error: <message>` and exits with `exit_code` (1 unless stated), never with a traceback."""
+
+
+class InpaintError(Exception):
+    """Base class of every error a user can cause or fix."""
+
+    exit_code = 1
+
+
+class ConfigError(InpaintError):
+    """A config file or override is malformed, has an unknown key or a value of the wrong type."""
+
+
+class DataError(InpaintError):
+    """A dataset cannot be used (no images, fewer images than a batch, ...)."""
+
+
+class ImageReadError(InpaintError):
+    """One image file cannot be read (missing, corrupt, not an image, too large)."""
+
+
+class MaskError(InpaintError):
+    """A mask is malformed or does not match its image."""
+
+
+class ModelError(InpaintError):
+    """A model directory is missing, incomplete, tampered with or incompatible."""
+
+
+class RunDirError(InpaintError):
+    """A run directory cannot be used as asked (e.g. it holds a run with another config)."""
+
+
+class NoFaceFound(InpaintError):
+    """No face was detected in an image."""
+
+
+class Interrupted(InpaintError):
+    """The user pressed Ctrl-C; whatever could be saved was saved."""
+
+    exit_code = 130

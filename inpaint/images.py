@@ -1,0 +1,204 @@
+"""Image files in and out: finding, reading (EXIF, modes, size limits), atomic writing, grids.
+
+Arrays leaving this module are `(H, W, 3) uint8` RGB unless stated; `to_float`/`to_uint8` convert
+to and from the networks' `float32` range [-1, 1].
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from inpaint.errors import ImageReadError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+# Refuse images above this many pixels before decoding them (decompression bombs). 64 Mpx covers
+# any real photo; a header claiming 30000x30000 is refused without allocating 2.7 GB.
+MAX_PIXELS = 64_000_000
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """Every image file below `root` (recursive; suffix test is case-insensitive), sorted."""
+    root = Path(root)
+    found = [p for p in root.rglob("*") if p.is_file() and is_image_path(p)]
+    return sorted(found)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files, directories (recursive) and glob patterns -> unique image paths, in given order.
+
+    A named file is kept whatever its suffix (so the user hears why it cannot be read); files found
+    by a directory walk or a glob are kept only if they have an image suffix."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for q in find_images(p):
+                add(q)
+        elif p.exists():
+            add(p)
+        elif glob.has_magic(str(item)):
+            for q in sorted(glob.glob(str(item), recursive=True)):
+                q = Path(q)
+                if q.is_dir():
+                    for r in find_images(q):
+                        add(r)
+                elif is_image_path(q):
+                    add(q)
+        else:
+            add(p)  # reading it will report "no such file"
+    return out
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB. Transparency is composited over white; 16-bit is scaled to 8."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr, mode="L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "La", "PA", "RGBa"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file -> `(H, W, 3) uint8` RGB, EXIF orientation applied.
+
+    Raises ImageReadError with the reason for missing, unreadable, truncated, tiny or oversized
+    files."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageReadError(
+                        f"{path}: {w}x{h} pixels is over the limit of {max_pixels} pixels"
+                    )
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                im = _to_rgb(im)
+                arr = np.asarray(im, dtype=np.uint8).copy()
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"{path}: image is too large (decompression bomb check)") from None
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        reason = "not an image Pillow can read" if isinstance(
+            exc, Image.UnidentifiedImageError) else str(exc) or type(exc).__name__
+        raise ImageReadError(f"{path}: {reason}") from None
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise ImageReadError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} pixels")
+    return arr
+
+
+def crop_resize(img: np.ndarray, size: int, crop: str = "center", fraction: float = 1.0,
+                ) -> np.ndarray:
+    """`(H, W, 3) uint8` -> `(size, size, 3) uint8`.
+
+    crop "center": a centred square of side `fraction * min(H, W)`, then a bicubic resize (Pillow's
+    resize is antialiased when shrinking). crop "none": the whole frame squashed to a square."""
+    h, w = img.shape[:2]
+    if crop == "center":
+        side = max(1, int(round(min(h, w) * fraction)))
+        top, left = (h - side) // 2, (w - side) // 2
+        img = img[top:top + side, left:left + side]
+    elif crop != "none":
+        raise ValueError(f"unknown crop policy {crop!r}")
+    if img.shape[0] == size and img.shape[1] == size:
+        return np.ascontiguousarray(img)
+    im = Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return img.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> uint8 [0, 255] (rounded, clipped)."""
+    return np.clip(np.round((np.asarray(img, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(
+        np.uint8)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename, so a crash
+    leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_image(path: str | Path, img: np.ndarray) -> None:
+    """Write `(H, W, 3)` or `(H, W)` uint8 (or float in [-1, 1]) atomically; format by suffix."""
+    import io
+
+    arr = img if img.dtype == np.uint8 else to_uint8(img)
+    path = Path(path)
+    buf = io.BytesIO()
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    Image.fromarray(arr).save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def make_grid(images: Sequence[np.ndarray] | np.ndarray, ncols: int | None = None,
+              pad: int = 2, fill: int = 255) -> np.ndarray:
+    """Tile `N` images `(H, W, 3) uint8` into one `uint8` grid with `pad` pixels between them.
+    `ncols` defaults to a square-ish layout."""
+    images = [np.asarray(im) for im in images]
+    if not images:
+        raise ValueError("make_grid needs at least one image")
+    n = len(images)
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    h, w = images[0].shape[:2]
+    grid = np.full((nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad, 3), fill,
+                   np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        grid[y:y + h, x:x + w] = im if im.ndim == 3 else im[..., None]
+    return grid

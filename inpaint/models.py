@@ -1,0 +1,218 @@
+"""The DCGAN (Radford et al. 2016, as used for face completion by Yeh et al. 2017) and the model
+directory that `inpaint train` exports and every later command loads.
+
+Model directory layout (Keras' own `.keras` format; loaded with safe mode, nothing pickled):
+    generator.keras       z (B, z_dim) float32 in [-1, 1] -> images (B, S, S, C) float32 in [-1, 1]
+    discriminator.keras   images (B, S, S, C) -> logits (B, 1) float32
+    config.toml           the resolved config both networks were built from
+    model.json            format version, training step, and a SHA-256 of each file above
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from inpaint import __version__
+from inpaint.config import Config, ModelConfig, config_from_dict, dumps_config
+from inpaint.errors import ConfigError, InpaintError, ModelError
+
+MODEL_FORMAT = "inpaint-dcgan"
+MODEL_FORMAT_VERSION = 1
+MODEL_FILES = ("generator.keras", "discriminator.keras", "config.toml")
+
+
+def _init(cfg: ModelConfig):
+    return keras.initializers.RandomNormal(stddev=cfg.init_stddev)
+
+
+def _bn(cfg: ModelConfig, name: str, dtype: str):
+    return layers.BatchNormalization(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                                     name=name, dtype=dtype)
+
+
+def build_generator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
+    """z (B, z_dim) -> images (B, S, S, C) float32 in [-1, 1] (tanh).
+
+    Dense to 4x4x(gf * 2^(n-1)), then n stride-2 transposed convolutions doubling the size up to S,
+    halving the filters; batch norm and ReLU after all but the last. `dtype` is a Keras dtype
+    policy name ("float32", "mixed_bfloat16", ...); the output is always float32."""
+    n = cfg.n_up
+    base = cfg.gf * 2 ** (n - 1)
+    z = keras.Input((cfg.z_dim,), name="z")
+    x = layers.Dense(4 * 4 * base, kernel_initializer=_init(cfg), name="g_dense", dtype=dtype)(z)
+    x = layers.Reshape((4, 4, base), name="g_reshape", dtype=dtype)(x)
+    x = _bn(cfg, "g_bn0", dtype)(x)
+    x = layers.ReLU(name="g_relu0", dtype=dtype)(x)
+    for i in range(1, n + 1):
+        last = i == n
+        filters = cfg.channels if last else base // 2 ** i
+        x = layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
+                                   kernel_initializer=_init(cfg), name=f"g_deconv{i}",
+                                   dtype=dtype)(x)
+        if not last:
+            x = _bn(cfg, f"g_bn{i}", dtype)(x)
+            x = layers.ReLU(name=f"g_relu{i}", dtype=dtype)(x)
+    out = layers.Activation("tanh", name="g_tanh", dtype="float32")(x)
+    return keras.Model(z, out, name="generator")
+
+
+def build_discriminator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
+    """images (B, S, S, C) in [-1, 1] -> logits (B, 1) float32 (real > 0).
+
+    n stride-2 convolutions from df filters doubling down to 4x4, leaky ReLU after each and batch
+    norm on all but the first, then one dense logit."""
+    img = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="image")
+    x = img
+    for i in range(cfg.n_up):
+        x = layers.Conv2D(cfg.df * 2 ** i, cfg.kernel_size, strides=2, padding="same",
+                          kernel_initializer=_init(cfg), name=f"d_conv{i}", dtype=dtype)(x)
+        if i > 0:
+            x = _bn(cfg, f"d_bn{i}", dtype)(x)
+        x = layers.LeakyReLU(negative_slope=cfg.leak, name=f"d_lrelu{i}", dtype=dtype)(x)
+    x = layers.Flatten(name="d_flatten", dtype=dtype)(x)
+    logit = layers.Dense(1, kernel_initializer=_init(cfg), name="d_logit", dtype="float32")(x)
+    return keras.Model(img, logit, name="discriminator")
+
+
+def build_models(cfg: Config) -> tuple[keras.Model, keras.Model]:
+    """(generator, discriminator) in the config's precision."""
+    return (build_generator(cfg.model, cfg.train.precision),
+            build_discriminator(cfg.model, cfg.train.precision))
+
+
+@dataclass
+class LoadedModel:
+    generator: keras.Model
+    discriminator: keras.Model
+    config: Config
+    meta: dict
+    path: Path
+
+    @property
+    def identity(self) -> dict:
+        """What identifies this model in a run record: where it came from and its file hashes."""
+        return {"path": str(self.path), "step": self.meta.get("step"),
+                "sha256": self.meta.get("sha256", {})}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_model(out_dir: str | Path, generator: keras.Model, discriminator: keras.Model,
+                 cfg: Config, step: int = 0, extra: dict | None = None) -> Path:
+    """Write the model directory `out_dir` (see the module docstring). The files are written to a
+    temporary folder beside it which then replaces `out_dir`, so a crash never leaves a mixture."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        generator.save(tmp / "generator.keras")
+        discriminator.save(tmp / "discriminator.keras")
+        (tmp / "config.toml").write_text(dumps_config(cfg), encoding="utf-8")
+        meta = {
+            "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+            "inpaint_version": __version__, "step": int(step),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "image_size": cfg.model.image_size, "channels": cfg.model.channels,
+            "z_dim": cfg.model.z_dim,
+            "sha256": {name: _sha256(tmp / name) for name in MODEL_FILES},
+            **(extra or {}),
+        }
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model directory, or a training run directory holding one in `model/`."""
+    path = Path(path)
+    if (path / "model.json").is_file():
+        return path
+    if (path / "model" / "model.json").is_file():
+        return path / "model"
+    if not path.exists():
+        raise ModelError(f"model {path} does not exist")
+    if (path / "checkpoints").is_dir():
+        raise ModelError(f"{path} is a training run without an exported model; run "
+                         f"`inpaint train --out {path} --export-only` to export one")
+    raise ModelError(f"{path} is not a model directory (no model.json); pass a training run "
+                     "directory or its model/ folder")
+
+
+def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
+    """Load a model directory (or a run directory's `model/`), with Keras safe mode on.
+
+    Raises ModelError if files are missing, their hashes do not match model.json (when `verify`),
+    the config is invalid, or the networks do not match the config."""
+    model_dir = resolve_model_dir(path)
+    try:
+        meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{model_dir}/model.json is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{model_dir}/model.json is not an inpaint model description")
+    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ModelError(f"{model_dir} was written by a newer inpaint (format "
+                         f"{meta.get('format_version')}); upgrade inpaint")
+    for name in MODEL_FILES:
+        if not (model_dir / name).is_file():
+            raise ModelError(f"{model_dir} is incomplete: {name} is missing")
+        expected = meta.get("sha256", {}).get(name)
+        if verify and expected and _sha256(model_dir / name) != expected:
+            raise ModelError(f"{model_dir}/{name} does not match the checksum in model.json "
+                             "(modified or corrupt); re-export the model")
+    try:
+        import tomllib
+
+        cfg = config_from_dict(tomllib.loads((model_dir / "config.toml").read_text("utf-8")),
+                               source=str(model_dir / "config.toml"))
+    except (ConfigError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{model_dir}/config.toml is invalid: {exc}") from None
+    custom = _custom_objects()
+    nets = []
+    for name in ("generator.keras", "discriminator.keras"):
+        try:
+            nets.append(keras.saving.load_model(model_dir / name, custom_objects=custom,
+                                                compile=False, safe_mode=True))
+        except InpaintError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"cannot load {model_dir}/{name}: {exc}") from None
+    gen, disc = nets
+    s, c, zd = cfg.model.image_size, cfg.model.channels, cfg.model.z_dim
+    if tuple(gen.input_shape[1:]) != (zd,) or tuple(gen.output_shape[1:]) != (s, s, c):
+        raise ModelError(f"{model_dir}: the generator maps {gen.input_shape} -> "
+                         f"{gen.output_shape}, not what config.toml describes")
+    if tuple(disc.input_shape[1:]) != (s, s, c):
+        raise ModelError(f"{model_dir}: the discriminator takes {disc.input_shape}, not "
+                         f"{s}x{s}x{c} images as config.toml says")
+    return LoadedModel(gen, disc, cfg, meta, model_dir)
+
+
+def _custom_objects() -> dict:
+    """Layers of this package that a saved model may contain (registered for safe loading)."""
+    return {}

@@ -1,0 +1,367 @@
+"""Training the DCGAN: the graph-compiled GAN step, the loop, checkpoints, samples and summaries.
+
+A run directory holds:
+    config.toml            the resolved config (what a resumed run and later commands read)
+    run.json               dataset, image counts, skipped files, timings
+    checkpoints/ckpt-NNNNNNN/   weights, optimizer state, fixed sample z, RNG state, step
+    samples/step_NNNNNNN.png    8x8 grid of G(fixed z)
+    logs/                  TensorBoard scalars and sample images
+    metrics.jsonl          one line per `log_every` steps
+    model/                 the exported inference model (see models.py)
+
+A checkpoint is written into a temporary folder and renamed into place when complete, so the latest
+`ckpt-*` folder is always whole, whatever moment the process dies at.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inpaint import __version__
+from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
+from inpaint.errors import ConfigError, DataError, Interrupted, RunDirError
+from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
+
+log = logging.getLogger(__name__)
+
+CKPT_RE = re.compile(r"^ckpt-(\d{7,})$")
+N_SAMPLES = 64  # the 8x8 sample grid
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def prepare_run_dir(run_dir: str | Path, cfg: Config) -> Config:
+    """Create `run_dir` for `cfg`, or check that an existing run there can continue with it.
+
+    An existing run continues only if `cfg` differs from its stored config in scheduling keys
+    (epochs, checkpoint/sample/log intervals); any other difference is a RunDirError naming the
+    keys. A non-empty folder that holds no run is refused too. Writes the resolved config."""
+    run_dir = Path(run_dir)
+    stored_path = run_dir / "config.toml"
+    if stored_path.is_file():
+        try:
+            stored = load_config(stored_path)
+        except ConfigError as exc:
+            raise RunDirError(f"{run_dir} holds a run whose config is invalid: {exc}") from None
+        conflicts = [d for d in diff_configs(stored, cfg) if d[0] not in RESUMABLE_KEYS]
+        if conflicts:
+            lines = "; ".join(f"{k}: run has {a!r}, asked for {b!r}" for k, a, b in conflicts)
+            raise RunDirError(f"{run_dir} holds a run with a different config ({lines}). "
+                              "Resume it without changing these, or train into a new --out.")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirError(f"{run_dir} is not empty and holds no inpaint run (no config.toml); "
+                          "choose a new or empty --out directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, stored_path)
+    return cfg
+
+
+def stored_config(run_dir: str | Path) -> Config | None:
+    """The config of the run in `run_dir`, or None if there is no run there yet."""
+    path = Path(run_dir) / "config.toml"
+    return load_config(path) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- the GAN
+
+
+class GANTrainer:
+    """Generator, discriminator, their optimizers and the compiled training step.
+
+    Losses are those of the reference DCGAN: the discriminator's sigmoid cross-entropy on real
+    (label 1) and generated (label 0) batches, and the non-saturating generator loss -log D(G(z)),
+    minimised `g_steps` times per discriminator update with the same z."""
+
+    def __init__(self, cfg: Config):
+        import keras
+        import tensorflow as tf
+
+        from inpaint.models import build_models
+
+        self.cfg = cfg
+        t = cfg.train
+        keras.utils.set_random_seed(t.seed)
+        self.generator, self.discriminator = build_models(cfg)
+
+        def adam():
+            opt = keras.optimizers.Adam(learning_rate=t.lr, beta_1=t.beta1, epsilon=t.adam_epsilon)
+            if t.precision == "mixed_float16":  # float16 gradients underflow without scaling
+                opt = keras.optimizers.LossScaleOptimizer(opt)
+            return opt
+
+        self.g_opt, self.d_opt = adam(), adam()
+        self.g_opt.build(self.generator.trainable_variables)
+        self.d_opt.build(self.discriminator.trainable_variables)
+        self.rng = tf.random.Generator.from_seed(t.seed)
+        self.sample_z = np.random.default_rng([t.seed, 1]).uniform(
+            -1.0, 1.0, (N_SAMPLES, cfg.model.z_dim)).astype(np.float32)
+        self.step = 0
+        self._train_step = tf.function(self._step)
+
+    def _step(self, real):
+        import tensorflow as tf
+
+        G, D = self.generator, self.discriminator
+        bce = tf.nn.sigmoid_cross_entropy_with_logits
+        z = self.rng.uniform([tf.shape(real)[0], self.cfg.model.z_dim], -1.0, 1.0)
+        scaled = self.cfg.train.precision == "mixed_float16"
+        with tf.GradientTape() as tape:
+            fake = G(z, training=True)
+            real_logits = D(real, training=True)
+            fake_logits = D(fake, training=True)
+            d_loss = (tf.reduce_mean(bce(tf.ones_like(real_logits), real_logits))
+                      + tf.reduce_mean(bce(tf.zeros_like(fake_logits), fake_logits)))
+            d_obj = self.d_opt.scale_loss(d_loss) if scaled else d_loss
+        grads = tape.gradient(d_obj, D.trainable_variables)
+        self.d_opt.apply(grads, D.trainable_variables)
+        g_loss = tf.constant(0.0)
+        for _ in range(self.cfg.train.g_steps):
+            with tf.GradientTape() as tape:
+                logits = D(G(z, training=True), training=True)
+                g_loss = tf.reduce_mean(bce(tf.ones_like(logits), logits))
+                g_obj = self.g_opt.scale_loss(g_loss) if scaled else g_loss
+            grads = tape.gradient(g_obj, G.trainable_variables)
+            self.g_opt.apply(grads, G.trainable_variables)
+        return {"d_loss": d_loss, "g_loss": g_loss,
+                "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
+                "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
+
+    def train_step(self, real) -> dict[str, float]:
+        """One discriminator update and `g_steps` generator updates on `real`:
+        (B, S, S, C) float32 in [-1, 1]. Returns the losses as floats."""
+        out = self._train_step(real)
+        self.step += 1
+        return {k: float(v) for k, v in out.items()}
+
+    def samples(self) -> np.ndarray:
+        """G(fixed z) in inference mode: (64, S, S, C) uint8."""
+        return to_uint8(self.generator(self.sample_z, training=False).numpy())
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self, ckpt_root: Path, keep: int, epoch: int) -> Path:
+        """Write `ckpt_root/ckpt-<step>` whole (temporary folder, then rename); keep the newest
+        `keep`. Returns its path."""
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        final = ckpt_root / f"ckpt-{self.step:07d}"
+        if final.exists():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=ckpt_root))
+        try:
+            self.generator.save_weights(tmp / "generator.weights.h5")
+            self.discriminator.save_weights(tmp / "discriminator.weights.h5")
+            arrays = {"sample_z": self.sample_z, "rng_state": self.rng.state.numpy()}
+            for tag, opt in (("g_opt", self.g_opt), ("d_opt", self.d_opt)):
+                for i, v in enumerate(opt.variables):
+                    arrays[f"{tag}_{i:04d}"] = np.asarray(v.numpy())
+            np.savez(tmp / "state.npz", **arrays)
+            (tmp / "state.json").write_text(json.dumps({
+                "step": self.step, "epoch": epoch, "time": time.time(),
+                "inpaint_version": __version__}))
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in list_checkpoints(ckpt_root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore weights, optimizer state, RNG, sample z and step from a checkpoint folder."""
+        self.generator.load_weights(path / "generator.weights.h5")
+        self.discriminator.load_weights(path / "discriminator.weights.h5")
+        with np.load(path / "state.npz", allow_pickle=False) as state:
+            self.sample_z = state["sample_z"]
+            self.rng.reset(state["rng_state"])
+            for tag, opt in (("g_opt", self.g_opt), ("d_opt", self.d_opt)):
+                variables = opt.variables
+                keys = sorted(k for k in state.files if k.startswith(tag + "_"))
+                if len(keys) != len(variables):
+                    raise RunDirError(f"{path}: optimizer state does not match the model")
+                for v, k in zip(variables, keys):
+                    v.assign(state[k])
+        self.step = int(json.loads((path / "state.json").read_text())["step"])
+
+    def restore_latest(self, ckpt_root: Path) -> Path | None:
+        """Load the newest loadable checkpoint; a damaged one is skipped with a warning.
+        Returns its path, or None when there is none (a fresh run)."""
+        for path in reversed(list_checkpoints(ckpt_root)):
+            try:
+                self.load_checkpoint(path)
+                return path
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, RunDirError) as exc:
+                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
+        return None
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first."""
+    if not ckpt_root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_root.iterdir()
+             if (m := CKPT_RE.match(p.name)) and (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    total_steps: int
+    images_used: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    resumed_from: int = 0
+    model_dir: Path | None = None
+    seconds: float = 0.0
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines after `step` (written by a run that died before its next checkpoint)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except ValueError:
+            continue  # a half-written last line
+    atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+
+def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
+          progress: bool = True) -> TrainResult:
+    """Train (or resume) the run in `run_dir` on the images below `dataset_dir`, then export
+    `run_dir/model`. `cfg` must already be accepted by `prepare_run_dir`.
+
+    Ctrl-C saves a checkpoint and raises Interrupted; re-running resumes from it."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from inpaint.data import epoch_dataset, load_face_dataset
+
+    run_dir = Path(run_dir)
+    t = cfg.train
+    data = load_face_dataset(dataset_dir, cfg.model.image_size, cfg.data, progress=progress)
+    if len(data) < t.batch_size:
+        raise DataError(f"{dataset_dir} has {len(data)} usable images, fewer than the batch size "
+                        f"{t.batch_size}; lower it with --batch-size")
+    if data.skipped:
+        log.warning("%d of %d files could not be read and are skipped", len(data.skipped),
+                    data.n_files)
+
+    trainer = GANTrainer(cfg)
+    ckpt_root = run_dir / "checkpoints"
+    restored = trainer.restore_latest(ckpt_root)
+    start = trainer.step
+    if restored:
+        log.info("resuming from %s (step %d)", restored, start)
+    _truncate_metrics(run_dir / "metrics.jsonl", start)
+
+    steps_per_epoch = len(data) // t.batch_size
+    total = t.epochs * steps_per_epoch
+    record = {
+        "dataset": str(Path(dataset_dir).resolve()), "files": data.n_files,
+        "images": len(data), "skipped": len(data.skipped),
+        "skipped_files": [{"path": p, "reason": r} for p, r in data.skipped[:100]],
+        "steps_per_epoch": steps_per_epoch, "total_steps": total, "resumed_from": start,
+        "inpaint_version": __version__, "tensorflow_version": tf.__version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_bytes(run_dir / "run.json", json.dumps(record, indent=2).encode())
+
+    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    t0 = time.time()
+    bar = tqdm(total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
+    last_t, last_step = time.time(), start
+
+    def epoch_of(step: int) -> int:
+        return step // steps_per_epoch
+
+    def write_samples() -> None:
+        grid = make_grid(trainer.samples(), ncols=8)
+        write_image(run_dir / "samples" / f"step_{trainer.step:07d}.png", grid)
+        with writer.as_default(step=trainer.step):
+            tf.summary.image("samples", grid[None], max_outputs=1)
+
+    try:
+        while trainer.step < total:
+            epoch = epoch_of(trainer.step)
+            bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
+            batches = epoch_dataset(data.images, t.batch_size, t.seed, epoch, cfg.data.flip,
+                                    skip_batches=trainer.step - epoch * steps_per_epoch)
+            for real in batches:
+                m = trainer.train_step(real)
+                bar.update(1)
+                step = trainer.step
+                if step % t.log_every == 0 or step == total:
+                    now = time.time()
+                    m["images_per_s"] = (step - last_step) * t.batch_size / max(now - last_t, 1e-9)
+                    last_t, last_step = now, step
+                    with writer.as_default(step=step):
+                        for k, v in m.items():
+                            tf.summary.scalar(k, v)
+                    _append_jsonl(run_dir / "metrics.jsonl",
+                                  {"step": step, "epoch": epoch + 1, **m})
+                    bar.set_postfix(d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
+                                    img_s=f"{m['images_per_s']:.0f}")
+                if step % t.sample_every == 0:
+                    write_samples()
+                if step % t.checkpoint_every == 0:
+                    trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(step))
+                if step >= total:
+                    break
+    except KeyboardInterrupt:
+        bar.close()
+        path = trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(trainer.step))
+        writer.flush()
+        raise Interrupted(f"interrupted at step {trainer.step}; checkpoint saved to {path}. "
+                          "Re-run the same command to resume.") from None
+    bar.close()
+    trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(trainer.step))
+    if not (run_dir / "samples" / f"step_{trainer.step:07d}.png").exists():
+        write_samples()
+    writer.flush()
+    model_dir = export_run(run_dir, cfg, trainer)
+    seconds = time.time() - t0
+    record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=trainer.step,
+                  seconds_this_session=round(seconds, 1))
+    atomic_write_bytes(run_dir / "run.json", json.dumps(record, indent=2).encode())
+    return TrainResult(run_dir, trainer.step, total, len(data), data.skipped, start, model_dir,
+                       seconds)
+
+
+def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None) -> Path:
+    """Export `run_dir/model` from `trainer`, or from the run's latest checkpoint."""
+    from inpaint.models import export_model
+
+    run_dir = Path(run_dir)
+    if trainer is None:
+        trainer = GANTrainer(cfg)
+        if trainer.restore_latest(run_dir / "checkpoints") is None:
+            raise RunDirError(f"{run_dir} has no checkpoint to export; train first")
+    return export_model(run_dir / "model", trainer.generator, trainer.discriminator, cfg,
+                        step=trainer.step, extra={"run": str(run_dir.resolve())})

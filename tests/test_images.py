@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from inpaint.errors import ImageReadError
+from inpaint.images import (
+    crop_resize,
+    expand_inputs,
+    find_images,
+    make_grid,
+    read_image,
+    to_float,
+    to_uint8,
+    write_image,
+)
+
+
+def test_find_images_recursive_any_case(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("x.JPG", "a/y.png", "a/b/z.WebP", "a/notes.txt", "a/b/w.bmp"):
+        (tmp_path / name).write_bytes(b"")
+    names = [p.name for p in find_images(tmp_path)]
+    assert sorted(names) == ["w.bmp", "x.JPG", "y.png", "z.WebP"]
+
+
+def test_expand_inputs_files_dirs_globs(tmp_path):
+    for name in ("a.png", "b.png", "c.txt"):
+        (tmp_path / name).write_bytes(b"")
+    got = expand_inputs([str(tmp_path / "*.png"), tmp_path, tmp_path / "c.txt"])
+    assert [p.name for p in got] == ["a.png", "b.png", "c.txt"]
+
+
+def test_read_modes_are_converted(tmp_path):
+    gray = Image.fromarray(np.full((5, 6), 100, np.uint8), "L")
+    gray.save(tmp_path / "g.png")
+    assert read_image(tmp_path / "g.png").shape == (5, 6, 3)
+    deep = Image.fromarray(np.full((5, 6), 65535, np.uint16))
+    deep.save(tmp_path / "d.png")
+    assert read_image(tmp_path / "d.png").max() == 255
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    rgba.save(tmp_path / "t.png")
+    assert (read_image(tmp_path / "t.png") == 255).all()  # transparent -> white
+    Image.new("CMYK", (4, 4), (0, 0, 0, 0)).save(tmp_path / "c.jpg")
+    assert read_image(tmp_path / "c.jpg").shape == (4, 4, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (6, 3), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (6, 3, 3)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "cannot identify|not an image"),
+    (b"hello, not an image", "not an image"),
+])
+def test_unreadable_files_raise(tmp_path, content, reason):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError, match=reason):
+        read_image(path)
+
+
+def test_missing_truncated_and_oversized(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "none.png")
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "ok.jpg")
+    data = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError):
+        read_image(tmp_path / "cut.jpg")
+    with pytest.raises(ImageReadError, match="over the limit"):
+        read_image(tmp_path / "ok.jpg", max_pixels=100)
+
+
+def test_crop_resize_center_square():
+    img = np.zeros((10, 6, 3), np.uint8)
+    img[2:8] = 200  # the centred 6x6 square
+    out = crop_resize(img, 6)
+    assert out.shape == (6, 6, 3) and (out == 200).all()
+    assert crop_resize(img, 4, crop="none").shape == (4, 4, 3)
+
+
+def test_float_round_trip_is_exact():
+    u = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, -1)
+    f = to_float(u)
+    assert f.min() == -1.0 and f.max() == 1.0
+    assert (to_uint8(f) == u).all()
+
+
+def test_write_is_atomic_and_readable(tmp_path):
+    img = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    write_image(tmp_path / "sub" / "a.png", img)
+    assert (read_image(tmp_path / "sub" / "a.png") == img).all()
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.png"]  # no temp file left
+
+
+def test_make_grid_layout():
+    ims = [np.full((2, 3, 3), i, np.uint8) for i in range(5)]
+    g = make_grid(ims, ncols=3, pad=1, fill=255)
+    assert g.shape == (2 * 2 + 3, 3 * 3 + 4, 3)
+    assert (g[1:3, 1:4] == 0).all() and (g[4:6, 5:8] == 4).all()

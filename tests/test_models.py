@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+
+from inpaint.config import Config
+from inpaint.errors import ModelError
+from inpaint.models import build_discriminator, build_generator, export_model, load_model
+
+
+def reference_generator_params(z, gf, k, c, n):
+    """Trainable parameters of the reference DCGAN generator (biases in every layer, batch-norm
+    gamma and beta), written out layer by layer."""
+    base = gf * 2 ** (n - 1)
+    total = z * 16 * base + 16 * base + 2 * base  # linear, then g_bn0 over the channel axis
+    cin = base
+    for i in range(1, n + 1):
+        cout = c if i == n else base // 2 ** i
+        total += k * k * cin * cout + cout
+        if i < n:
+            total += 2 * cout
+        cin = cout
+    return total
+
+
+def reference_discriminator_params(size, df, k, c, n):
+    total, cin = 0, c
+    for i in range(n):
+        cout = df * 2 ** i
+        total += k * k * cin * cout + cout + (2 * cout if i > 0 else 0)
+        cin = cout
+    side = size // 2 ** n
+    return total + side * side * cin + 1
+
+
+def trainable(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def test_dcgan64_shapes_and_parameter_counts():
+    m = Config().model
+    g, d = build_generator(m), build_discriminator(m)
+    assert g.output_shape == (None, 64, 64, 3) and d.output_shape == (None, 1)
+    assert [layer.output.shape[1:] for layer in g.layers if "deconv" in layer.name] == [
+        (8, 8, 256), (16, 16, 128), (32, 32, 64), (64, 64, 3)]
+    assert trainable(g) == reference_generator_params(100, 64, 5, 3, 4) == 5_135_363
+    assert trainable(d) == reference_discriminator_params(64, 64, 5, 3, 4) == 4_316_545
+
+
+def test_tiny_shapes(tiny_cfg):
+    g = build_generator(tiny_cfg.model)
+    d = build_discriminator(tiny_cfg.model)
+    z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype("float32")
+    x = g(z, training=False).numpy()
+    assert x.shape == (3, 16, 16, 3) and np.abs(x).max() <= 1.0
+    assert d(x, training=False).shape == (3, 1)
+
+
+def test_bfloat16_models_output_float32(tiny_cfg):
+    g = build_generator(tiny_cfg.model, "mixed_bfloat16")
+    assert g(np.zeros((2, 8), "float32")).dtype.name == "float32"
+
+
+def test_export_load_round_trip(tmp_path, tiny_cfg):
+    g, d = build_generator(tiny_cfg.model), build_discriminator(tiny_cfg.model)
+    export_model(tmp_path / "model", g, d, tiny_cfg, step=7)
+    loaded = load_model(tmp_path / "model")
+    z = np.random.default_rng(1).uniform(-1, 1, (2, 8)).astype("float32")
+    np.testing.assert_allclose(loaded.generator(z, training=False).numpy(),
+                               g(z, training=False).numpy(), atol=1e-6)
+    x = g(z, training=False)
+    np.testing.assert_allclose(loaded.discriminator(x, training=False).numpy(),
+                               d(x, training=False).numpy(), atol=1e-6)
+    assert loaded.config == tiny_cfg and loaded.meta["step"] == 7
+    assert load_model(tmp_path).path == tmp_path / "model"  # a run dir holding model/
+
+
+def test_missing_tampered_and_foreign_models(tmp_path, tiny_cfg):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model(tmp_path / "nothing")
+    with pytest.raises(ModelError, match="not a model directory"):
+        load_model(tmp_path)
+    export_model(tmp_path / "m", build_generator(tiny_cfg.model),
+                 build_discriminator(tiny_cfg.model), tiny_cfg)
+    cfg_file = tmp_path / "m" / "config.toml"
+    cfg_file.write_text(cfg_file.read_text().replace("z_dim = 8", "z_dim = 9"))
+    with pytest.raises(ModelError, match="config.toml does not match the checksum"):
+        load_model(tmp_path / "m")
+    with pytest.raises(ModelError, match="generator maps"):
+        load_model(tmp_path / "m", verify=False)
+    (tmp_path / "m" / "discriminator.keras").unlink()
+    with pytest.raises(ModelError, match="discriminator.keras is missing"):
+        load_model(tmp_path / "m")
+    meta = tmp_path / "m" / "model.json"
+    meta.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match="not an inpaint model"):
+        load_model(tmp_path / "m")

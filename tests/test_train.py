@@ -1,0 +1,128 @@
+import json
+
+import numpy as np
+import pytest
+
+from inpaint.config import apply_overrides
+from inpaint.errors import DataError, Interrupted, RunDirError
+from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
+
+from .conftest import tiny_config, write_faces
+
+
+def test_one_step_changes_both_networks(tiny_cfg):
+    tr = GANTrainer(tiny_cfg)
+    g0 = [v.numpy().copy() for v in tr.generator.trainable_variables]
+    d0 = [v.numpy().copy() for v in tr.discriminator.trainable_variables]
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+    m = tr.train_step(real)
+    assert tr.step == 1 and set(m) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(list(m.values())))
+    assert any(not np.allclose(a, v.numpy()) for a, v in zip(g0, tr.generator.trainable_variables))
+    assert any(not np.allclose(a, v.numpy())
+               for a, v in zip(d0, tr.discriminator.trainable_variables))
+    # Adam counted one discriminator update and g_steps generator updates
+    assert int(tr.d_opt.iterations.numpy()) == 1
+    assert int(tr.g_opt.iterations.numpy()) == tiny_cfg.train.g_steps
+
+
+def test_run_writes_everything(tiny_run):
+    for name in ("config.toml", "run.json", "metrics.jsonl", "model/generator.keras",
+                 "model/discriminator.keras", "model/model.json", "samples/step_0000005.png"):
+        assert (tiny_run / name).exists(), name
+    assert list((tiny_run / "logs").glob("events.out.tfevents.*"))
+    lines = [json.loads(s) for s in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 9))  # 16 images / batch 4 * 2 epochs
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "images_per_s"} <= set(lines[0])
+    assert [p.name for p in list_checkpoints(tiny_run / "checkpoints")] == [
+        "ckpt-0000005", "ckpt-0000008"]
+
+
+def test_resume_continues_counters_and_sample_z(tmp_path):
+    data = write_faces(tmp_path / "faces", n=8)
+    cfg = tiny_config()
+    run = tmp_path / "run"
+    prepare_run_dir(run, cfg)
+    train(data, run, cfg, progress=False)  # 2 epochs x 2 steps
+    first = GANTrainer(cfg)
+    first.restore_latest(run / "checkpoints")
+    longer = apply_overrides(tiny_config(), ["train.epochs=3"])
+    prepare_run_dir(run, longer)
+    result = train(data, run, longer, progress=False)
+    assert (result.resumed_from, result.step) == (4, 6)
+    steps = [json.loads(s)["step"] for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    after = GANTrainer(longer)
+    after.restore_latest(run / "checkpoints")
+    assert after.step == 6 and int(after.d_opt.iterations.numpy()) == 6
+    np.testing.assert_array_equal(after.sample_z, first.sample_z)
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    data = write_faces(tmp_path / "faces", n=8)
+    cfg = apply_overrides(tiny_config(), ["train.epochs=2"])
+    straight = tmp_path / "straight"
+    prepare_run_dir(straight, cfg)
+    train(data, straight, cfg, progress=False)
+
+    broken = tmp_path / "broken"
+    prepare_run_dir(broken, cfg)
+    real_step = GANTrainer.train_step
+
+    def interrupt_at_3(self, batch):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(GANTrainer, "train_step", interrupt_at_3)
+    with pytest.raises(Interrupted, match="interrupted at step 3"):
+        train(data, broken, cfg, progress=False)
+    monkeypatch.setattr(GANTrainer, "train_step", real_step)
+    assert list_checkpoints(broken / "checkpoints")[-1].name == "ckpt-0000003"
+    train(data, broken, cfg, progress=False)
+
+    a, b = GANTrainer(cfg), GANTrainer(cfg)
+    a.restore_latest(straight / "checkpoints")
+    b.restore_latest(broken / "checkpoints")
+    for va, vb in zip(a.generator.weights, b.generator.weights):
+        np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5)
+
+
+def test_damaged_latest_checkpoint_falls_back(tiny_run, tiny_cfg):
+    ckpts = list_checkpoints(tiny_run / "checkpoints")
+    state = ckpts[-1] / "state.npz"
+    saved = state.read_bytes()
+    try:
+        state.write_bytes(saved[:100])
+        tr = GANTrainer(tiny_cfg)
+        assert tr.restore_latest(tiny_run / "checkpoints") == ckpts[-2]
+        assert tr.step == 5
+    finally:
+        state.write_bytes(saved)
+
+
+def test_run_dir_refuses_other_config_and_foreign_folders(tmp_path, tiny_cfg):
+    prepare_run_dir(tmp_path / "run", tiny_cfg)
+    with pytest.raises(RunDirError, match="train.lr: run has 0.0002, asked for 0.1"):
+        prepare_run_dir(tmp_path / "run", apply_overrides(tiny_config(), ["train.lr=0.1"]))
+    prepare_run_dir(tmp_path / "run", apply_overrides(tiny_config(), ["train.epochs=9"]))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty"):
+        prepare_run_dir(tmp_path / "other", tiny_cfg)
+
+
+def test_fewer_images_than_a_batch(tmp_path, tiny_cfg):
+    data = write_faces(tmp_path / "faces", n=3)
+    prepare_run_dir(tmp_path / "run", tiny_cfg)
+    with pytest.raises(DataError, match="3 usable images, fewer than the batch size 4"):
+        train(data, tmp_path / "run", tiny_cfg, progress=False)
+
+
+def test_bfloat16_training_step_is_finite():
+    cfg = apply_overrides(tiny_config(), ["train.precision=mixed_bfloat16"])
+    tr = GANTrainer(cfg)
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+    for _ in range(3):
+        m = tr.train_step(real)
+    assert all(np.isfinite(list(m.values())))

@@ -30,6 +30,9 @@ class DataConfig:
         _positive("data.shuffle_buffer", self.shuffle_buffer)
 
 
+UPSAMPLE_MODES = ("deconv", "deconv-bilinear", "resize-conv")
+
+
 @dataclass
 class ModelConfig:
     image_size: int = 64  # square images, a power of two >= 8
@@ -42,11 +45,23 @@ class ModelConfig:
     bn_epsilon: float = 1e-5
     leak: float = 0.2
     init_stddev: float = 0.02
+    # Generator upsampling: "deconv" (reference: stride-2 transposed convs, N(0, init_stddev)),
+    # "deconv-bilinear" (the same, initialised to bilinear upsampling) or "resize-conv" (bilinear
+    # resize then a convolution, against checkerboard artefacts). See inpaint.layers.
+    upsample: str = "deconv"
+    # Discriminator convolutions ("d_conv0", "d_conv1", ...) preceded by a ConvOffset2D, making
+    # them deformable. Empty in the reference.
+    deformable: list[str] = field(default_factory=list)
 
     @property
     def n_up(self) -> int:
         """Number of stride-2 stages between the 4x4 base and the image size."""
         return (self.image_size // 4).bit_length() - 1
+
+    @property
+    def discriminator_convs(self) -> list[str]:
+        """Names of the discriminator's convolutions, the valid entries of `deformable`."""
+        return [f"d_conv{i}" for i in range(self.n_up)]
 
     def validate(self) -> None:
         s = self.image_size
@@ -56,6 +71,18 @@ class ModelConfig:
             _positive(f"model.{key}", getattr(self, key))
         if self.channels not in (1, 3):
             raise ConfigError(f"model.channels must be 1 or 3, got {self.channels}")
+        _choice("model.upsample", self.upsample, UPSAMPLE_MODES)
+        if self.upsample == "deconv-bilinear" and self.kernel_size < 4:
+            raise ConfigError("model.upsample = 'deconv-bilinear' needs model.kernel_size >= 4 "
+                              f"(bilinear upsampling by 2 has 4 taps), got {self.kernel_size}")
+        valid = self.discriminator_convs
+        for name in self.deformable:
+            if name not in valid:
+                raise ConfigError(f"model.deformable: no discriminator convolution {name!r}; "
+                                  f"the {self.image_size}x{self.image_size} discriminator has "
+                                  f"{', '.join(valid)}")
+        if len(set(self.deformable)) != len(self.deformable):
+            raise ConfigError(f"model.deformable lists a layer twice: {self.deformable}")
 
 
 @dataclass

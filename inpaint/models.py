@@ -25,10 +25,13 @@ from keras import layers
 from inpaint import __version__
 from inpaint.config import Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
+from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
 MODEL_FORMAT_VERSION = 1
 MODEL_FILES = ("generator.keras", "discriminator.keras", "config.toml")
+# The face model shipped inside the package; `inpaint complete` uses it when --model is not given.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
 def _init(cfg: ModelConfig):
@@ -40,12 +43,26 @@ def _bn(cfg: ModelConfig, name: str, dtype: str):
                                      name=name, dtype=dtype)
 
 
+def _upsample(x, cfg: ModelConfig, filters: int, i: int, dtype: str):
+    """Double the size of x (B, s, s, c) -> (B, 2s, 2s, filters) as `cfg.upsample` says. Every
+    mode has k * k * c * filters + filters weights."""
+    if cfg.upsample == "resize-conv":
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"g_up{i}", dtype=dtype)(x)
+        return layers.Conv2D(filters, cfg.kernel_size, padding="same", kernel_initializer=_init(cfg),
+                             name=f"g_conv{i}", dtype=dtype)(x)
+    init = BilinearInitializer(2) if cfg.upsample == "deconv-bilinear" else _init(cfg)
+    return layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
+                                  kernel_initializer=init, name=f"g_deconv{i}", dtype=dtype)(x)
+
+
 def build_generator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
     """z (B, z_dim) -> images (B, S, S, C) float32 in [-1, 1] (tanh).
 
     Dense to 4x4x(gf * 2^(n-1)), then n stride-2 transposed convolutions doubling the size up to S,
-    halving the filters; batch norm and ReLU after all but the last. `dtype` is a Keras dtype
-    policy name ("float32", "mixed_bfloat16", ...); the output is always float32."""
+    halving the filters; batch norm and ReLU after all but the last. `cfg.upsample` may replace
+    the transposed convolutions' random start by bilinear upsampling ("deconv-bilinear") or them
+    by a bilinear resize and a convolution ("resize-conv", layers g_up<i> and g_conv<i>). `dtype`
+    is a Keras dtype policy name ("float32", "mixed_bfloat16", ...); the output is always float32."""
     n = cfg.n_up
     base = cfg.gf * 2 ** (n - 1)
     z = keras.Input((cfg.z_dim,), name="z")
@@ -56,9 +73,7 @@ def build_generator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
     for i in range(1, n + 1):
         last = i == n
         filters = cfg.channels if last else base // 2 ** i
-        x = layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
-                                   kernel_initializer=_init(cfg), name=f"g_deconv{i}",
-                                   dtype=dtype)(x)
+        x = _upsample(x, cfg, filters, i, dtype)
         if not last:
             x = _bn(cfg, f"g_bn{i}", dtype)(x)
             x = layers.ReLU(name=f"g_relu{i}", dtype=dtype)(x)
@@ -70,10 +85,13 @@ def build_discriminator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model
     """images (B, S, S, C) in [-1, 1] -> logits (B, 1) float32 (real > 0).
 
     n stride-2 convolutions from df filters doubling down to 4x4, leaky ReLU after each and batch
-    norm on all but the first, then one dense logit."""
+    norm on all but the first, then one dense logit. The convolutions named in `cfg.deformable`
+    are preceded by a ConvOffset2D (d_offset<i>), which makes them deformable."""
     img = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="image")
     x = img
     for i in range(cfg.n_up):
+        if f"d_conv{i}" in cfg.deformable:
+            x = ConvOffset2D(name=f"d_offset{i}", dtype=dtype)(x)
         x = layers.Conv2D(cfg.df * 2 ** i, cfg.kernel_size, strides=2, padding="same",
                           kernel_initializer=_init(cfg), name=f"d_conv{i}", dtype=dtype)(x)
         if i > 0:
@@ -215,4 +233,4 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
 
 def _custom_objects() -> dict:
     """Layers of this package that a saved model may contain (registered for safe loading)."""
-    return {}
+    return {"BilinearInitializer": BilinearInitializer, "ConvOffset2D": ConvOffset2D}

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from inpaint.config import Config
-from inpaint.errors import ModelError
+from inpaint import ops
+from inpaint.config import Config, apply_overrides
+from inpaint.errors import ConfigError, ModelError
 from inpaint.models import build_discriminator, build_generator, export_model, load_model
 
 
@@ -95,3 +96,77 @@ def test_missing_tampered_and_foreign_models(tmp_path, tiny_cfg):
     meta.write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelError, match="not an inpaint model"):
         load_model(tmp_path / "m")
+
+
+# ----------------------------------------------------------------------------- model options
+
+MODEL_OPTIONS = {
+    "deconv-bilinear": ["model.upsample=deconv-bilinear"],
+    "resize-conv": ["model.upsample=resize-conv"],
+    "deformable": ['model.deformable=["d_conv0", "d_conv1"]'],
+    "deformable-bf16": ["model.deformable=d_conv1", "train.precision=mixed_bfloat16"],
+}
+
+
+@pytest.mark.parametrize("overrides", MODEL_OPTIONS.values(), ids=MODEL_OPTIONS)
+def test_model_options_train_a_step_and_reload_with_the_same_outputs(tmp_path, tiny_cfg, overrides):
+    from inpaint.train import GANTrainer
+
+    cfg = apply_overrides(tiny_cfg, overrides)
+    trainer = GANTrainer(cfg)
+    g, d = trainer.generator, trainer.discriminator
+    before = {v.path: v.numpy().copy() for v in g.trainable_variables + d.trainable_variables}
+    real = np.random.default_rng(2).uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+    losses = trainer.train_step(real)
+    assert all(np.isfinite(v) for v in losses.values())
+    new_kinds = [v for v in g.trainable_variables + d.trainable_variables
+                 if "offset" in v.path or "g_conv" in v.path or "g_deconv" in v.path]
+    assert new_kinds and all(not np.array_equal(v.numpy(), before[v.path]) for v in new_kinds)
+
+    export_model(tmp_path / "model", g, d, cfg, step=1)
+    loaded = load_model(tmp_path / "model")
+    assert loaded.config == cfg
+    z = np.random.default_rng(3).uniform(-1, 1, (2, 8)).astype("float32")
+    x = g(z, training=False)
+    np.testing.assert_allclose(loaded.generator(z, training=False), x, atol=1e-6)
+    np.testing.assert_allclose(loaded.discriminator(x, training=False),
+                               d(x, training=False), atol=1e-6)
+
+
+def test_upsample_modes_keep_the_reference_parameter_count():
+    reference = reference_generator_params(100, 64, 5, 3, 4)
+    bilinear = build_generator(apply_overrides(Config(), ["model.upsample=deconv-bilinear"]).model)
+    resize = build_generator(apply_overrides(Config(), ["model.upsample=resize-conv"]).model)
+    assert trainable(bilinear) == trainable(resize) == reference
+    assert [layer.name for layer in resize.layers if "g_up" in layer.name or "g_conv" in layer.name
+            ] == ["g_up1", "g_conv1", "g_up2", "g_conv2", "g_up3", "g_conv3", "g_up4", "g_conv4"]
+    assert resize.output_shape == (None, 64, 64, 3)
+    # deconv-bilinear starts as bilinear upsampling, channel o copying channel o
+    kernel = bilinear.get_layer("g_deconv2").kernel.numpy()  # (5, 5, 128, 256)
+    np.testing.assert_array_equal(kernel, ops.bilinear_kernel(2, 5, 128, 256).numpy())
+
+
+def test_deformable_discriminator_adds_only_the_offset_convolutions():
+    cfg = apply_overrides(Config(), ["model.deformable=d_conv1,d_conv3"])
+    d = build_discriminator(cfg.model)
+    names = [layer.name for layer in d.layers]
+    assert names.index("d_offset1") == names.index("d_conv1") - 1
+    assert names.index("d_offset3") == names.index("d_conv3") - 1
+    offsets = 3 * 3 * 64 * 128 + 3 * 3 * 256 * 512  # 3x3 convs predicting 2C maps from C
+    assert trainable(d) == reference_discriminator_params(64, 64, 5, 3, 4) + offsets
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.deformable=d_conv2", r"no discriminator convolution 'd_conv2'.*d_conv0, d_conv1$"),
+    ("model.deformable=d_conv1,d_conv1", "lists a layer twice"),
+    ("model.upsample=pixelshuffle", "model.upsample must be one of deconv, deconv-bilinear"),
+])
+def test_bad_model_options_are_config_errors(tiny_cfg, override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(tiny_cfg, [override])
+
+
+def test_bilinear_deconv_needs_kernels_of_at_least_four_taps(tiny_cfg):
+    with pytest.raises(ConfigError, match="kernel_size >= 4"):
+        apply_overrides(tiny_cfg, ["model.upsample=deconv-bilinear", "model.kernel_size=3"])
+    assert apply_overrides(tiny_cfg, ["model.upsample=deconv-bilinear", "model.kernel_size=4"])

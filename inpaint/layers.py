@@ -1,0 +1,78 @@
+"""Keras pieces over `inpaint.ops`: a bilinear-upsampling kernel initializer for transposed
+convolutions and ConvOffset2D, the learned-offset sampling of a deformable convolution.
+
+Both are registered as `inpaint>BilinearInitializer` and `inpaint>ConvOffset2D` and have a
+`get_config`, so models holding them save to `.keras` files and load back with `safe_mode=True`
+(`inpaint.models._custom_objects` lists them for the loader).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from inpaint import ops
+
+
+@keras.saving.register_keras_serializable(package="inpaint")
+class BilinearInitializer(keras.initializers.Initializer):
+    """Initialise a stride-`factor` transposed convolution ('same' padding) to exact bilinear
+    upsampling of each channel; see `ops.bilinear_kernel` for the weights and the convention.
+
+    For kernels of shape (k, k, filters, in_channels) (`Conv2DTranspose`) with
+    k >= 2 * factor - factor % 2, e.g. `Conv2DTranspose(c, 4, strides=2, padding="same",
+    kernel_initializer=BilinearInitializer(2))`; the 5x5 kernels of DCGAN work too."""
+
+    def __init__(self, factor: int = 2):
+        if int(factor) < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        self.factor = int(factor)
+
+    def __call__(self, shape, dtype=None):
+        if len(shape) != 4 or shape[0] != shape[1]:
+            raise ValueError(f"BilinearInitializer needs a square (k, k, out, in) kernel, "
+                             f"got shape {tuple(shape)}")
+        return ops.bilinear_kernel(self.factor, shape[0], shape[2], shape[3],
+                                   dtype=dtype or "float32")
+
+    def get_config(self) -> dict:
+        return {"factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="inpaint")
+class ConvOffset2D(keras.layers.Layer):
+    """(B, H, W, C) -> (B, H, W, C): the input resampled at learned per-pixel, per-channel offsets,
+    to be followed by an ordinary convolution, which together form a deformable convolution
+    (Dai et al. 2017; this layer is the ConvOffset2D of Jeon & Kim 2017 / deform-conv).
+
+    A 3x3 convolution without bias predicts 2C maps, one (dy, dx) in pixels per channel and pixel,
+    and `ops.sample_offsets` samples the input there bilinearly (clipped to the map). The kernel
+    starts N(0, init_stddev^2) with a small stddev, so a new layer is close to the identity and the
+    network starts as the plain convolution it precedes. Adds 3 * 3 * C * 2C weights."""
+
+    def __init__(self, init_stddev: float = 0.01, **kwargs):
+        super().__init__(**kwargs)
+        self.init_stddev = float(init_stddev)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("ConvOffset2D needs a known channel count")
+        self.kernel = self.add_weight(
+            name="kernel", shape=(3, 3, channels, 2 * channels),
+            initializer=keras.initializers.RandomNormal(stddev=self.init_stddev), trainable=True)
+
+    def offsets(self, inputs):
+        """The predicted offsets: (B, H, W, C, 2), (dy, dx) in pixels."""
+        inputs = tf.convert_to_tensor(inputs)
+        maps = tf.nn.conv2d(inputs, tf.cast(self.kernel, inputs.dtype), strides=1, padding="SAME")
+        return tf.reshape(maps, tf.concat([tf.shape(inputs), [2]], axis=0))
+
+    def call(self, inputs):
+        return ops.sample_offsets(inputs, self.offsets(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "init_stddev": self.init_stddev}

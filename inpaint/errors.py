@@ -40,3 +40,8 @@ class Interrupted(InpaintError):
     """The user pressed Ctrl-C; whatever could be saved was saved."""
 
     exit_code = 130
+
+
+class AlignError(InpaintError):
+    """Face alignment cannot run as asked: dlib or a model file is missing or unreadable, an output
+    folder holds faces aligned with other settings, two inputs would share an output name."""

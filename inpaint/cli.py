@@ -42,12 +42,38 @@ class InpaintGroup(click.Group):
             ctx.exit(130)
 
 
-def _setup_logging(quiet: bool) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ start-up chatter
+def _setup_logging(quiet: bool, tensorflow: bool = True) -> None:
+    """Log to stderr (warnings only with --quiet) and, for commands that use TensorFlow, import
+    it now with its C++ start-up lines (oneDNN, CUDA probing) hidden. They are shown if the import
+    fails, and always with TF_CPP_MIN_LOG_LEVEL=0."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    if tensorflow and "tensorflow" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+        _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly() -> None:
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @click.group(cls=InpaintGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,6 +154,297 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
     click.echo(f"trained {result.step - result.resumed_from} steps in {mins:.1f} min "
                f"(step {result.step}/{result.total_steps}, {result.images_used} images, "
                f"{len(result.skipped)} unreadable files skipped); model: {result.model_dir}")
+
+
+def _parse_box(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        box = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise click.BadParameter("expected X,Y,W,H (four integers)")
+    return box
+
+
+def _model_path(model: Path | None) -> Path:
+    from inpaint.models import PRETRAINED_DIR
+
+    if model is not None:
+        return model
+    if (PRETRAINED_DIR / "model.json").is_file():
+        return PRETRAINED_DIR
+    raise click.UsageError("--model is required: no pretrained model is installed")
+
+
+@cli.command("complete")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out-dir", "--outDir", "out_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Training run directory or its model/ export (default: the shipped model).")
+@click.option("--mask-type", "--maskType", "mask_type", default="center", show_default=True,
+              type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
+                                 "lowres", "full"]))
+@click.option("--center-scale", default=0.25, show_default=True, type=click.FloatRange(0, 0.5,
+              max_open=True), help="Margin of the center hole (0.25: the middle half).")
+@click.option("--missing-fraction", default=0.8, show_default=True,
+              type=click.FloatRange(0, 1), help="Fraction of pixels missing with --mask-type random.")
+@click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
+              help="Mask PNG (white = known) or a folder of per-image masks named by stem.")
+@click.option("--mask-box", callback=_parse_box, metavar="X,Y,W,H",
+              help="A rectangular hole in model pixels.")
+@click.option("--context-weighting", default="yeh", show_default=True,
+              type=click.Choice(["yeh", "none"]))
+@click.option("--perceptual", default="nonsaturating", show_default=True,
+              type=click.Choice(["nonsaturating", "paper"]),
+              help="-log D(G(z)), or the paper's log(1 - D(G(z))).")
+@click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the perceptual loss.")
+@click.option("--optimizer", default="adam", show_default=True,
+              type=click.Choice(["adam", "momentum"]))
+@click.option("--iters", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Step size (default 0.03 for adam, 0.01 for momentum).")
+@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Random starting points per image; the lowest final loss wins.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--precision", default="float32", show_default=True,
+              type=click.Choice(["float32", "bfloat16"]), help="Compute precision of the search.")
+@click.option("--optimize-shift", is_flag=True,
+              help="Also search a sub-pixel translation of G(z) per image (faces off the "
+                   "training alignment).")
+@click.option("--max-shift", default=4.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest shift in pixels along each axis, with --optimize-shift.")
+@click.option("--blend/--no-blend", default=True, show_default=True,
+              help="Poisson-blend G(z) into the hole.")
+@click.option("--out-interval", "--outInterval", "out_interval", default=50, show_default=True,
+              type=click.IntRange(min=1), help="Iterations between progress frames.")
+@click.option("--batch-size", "--batchSize", "batch_size", default=64, show_default=True,
+              type=click.IntRange(min=1))
+@click.option("--overwrite", is_flag=True, help="Redo images already completed in OUT_DIR.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or info messages.")
+def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fraction, mask_path,
+                 mask_box, context_weighting, perceptual, lam, optimizer, iters, lr, momentum,
+                 restarts, seed, precision, optimize_shift, max_shift, blend, out_interval,
+                 batch_size, overwrite, quiet):
+    """Fill the missing part of each face by searching the generator's latent space.
+
+    IMAGES are files, folders or globs of aligned faces at the model's size (others are
+    centre-cropped and resized, with a warning). Writes completed/, blended/, generated/,
+    masked/, progress/, hats/, frames/, sheet.png, log.jsonl and run.json into OUT_DIR.
+    """
+    _setup_logging(quiet)
+    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.images import expand_inputs
+    from inpaint.models import load_model
+
+    inputs = expand_inputs(images)
+    if not inputs:
+        raise click.BadParameter("no images match", param_hint="IMAGES")
+    if sum(x is not None for x in (mask_path, mask_box)) > 1:
+        raise click.UsageError("give at most one of --mask and --mask-box")
+    spec = MaskSpec(kind=mask_type, center_scale=center_scale, missing_fraction=missing_fraction,
+                    file=mask_path if mask_path and mask_path.is_file() else None,
+                    folder=mask_path if mask_path and mask_path.is_dir() else None,
+                    box=mask_box, seed=seed)
+    opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, momentum=momentum, lam=lam,
+                         perceptual=perceptual, context_weighting=context_weighting,
+                         restarts=restarts, seed=seed, precision=precision,
+                         optimize_shift=optimize_shift, max_shift=max_shift)
+    loaded = load_model(_model_path(model))
+    summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
+                             batch_size=batch_size, blend_result=blend, out_interval=out_interval,
+                             overwrite=overwrite, progress=not quiet)
+    click.echo(f"completed {len(summary.completed)}, already done {len(summary.skipped)}, "
+               f"failed {len(summary.failed)} in {summary.seconds:.1f} s -> {out_dir}")
+    if summary.failed:
+        for _, reason in summary.failed:
+            click.echo(f"  failed: {reason}", err=True)
+        raise SystemExit(1)
+
+
+@cli.command("make-gif")
+@click.argument("src", nargs=-1, required=True, metavar="SRC...")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="OUT.gif, or .webp / .mp4 (the suffix picks the format).")
+@click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Frames per second (GIF: at most 50).")
+@click.option("--loop", default=0, show_default=True, type=click.IntRange(min=0),
+              help="How many times it plays; 0 loops forever (GIF and WebP).")
+@click.option("--scale", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="Integer nearest-neighbour upscaling.")
+@click.option("--hold-last", default=1.0, show_default=True, type=click.FloatRange(0, 600),
+              help="Extra seconds the last frame stays on screen.")
+@click.option("--image", metavar="STEM",
+              help="Animate one image's frames, SRC/frames/STEM/, instead of progress/.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
+    """Animate the completion's frames into OUT.gif (or .webp or .mp4).
+
+    SRC is the output directory of `inpaint complete` (its progress/ grids, or with --image STEM
+    that image's frames/STEM/), a directory of frames, a quoted glob, or frame files. Frames are
+    sorted by the numbers in their names (9 before 10, 0050 before 0100) and must all be the same
+    size. Each GIF frame gets its own dithered 256-colour palette.
+    """
+    _setup_logging(quiet, tensorflow=False)
+    from inpaint import gif
+
+    suffix = output.suffix.lower()
+    if suffix not in gif.SUFFIXES:
+        raise click.BadParameter(f"the output must end in {', '.join(gif.SUFFIXES)}",
+                                 param_hint="'-o' / '--output'")
+    if suffix == ".gif" and fps > gif.MAX_GIF_FPS:
+        raise click.BadParameter(f"a GIF plays at most {gif.MAX_GIF_FPS:g} fps (write .mp4 or "
+                                 f".webp for more)", param_hint="'--fps'")
+    result = gif.make_animation(src, output, image=image, fps=fps, loop=loop, scale=scale,
+                                hold_last=hold_last, progress=not quiet)
+    click.echo(f"wrote {result.path}: {result.frames} frames, {result.width}x{result.height}, "
+               f"{result.seconds:.1f} s")
+
+
+@cli.command("align")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--out-dir", required=True,
+              type=click.Path(file_okay=False, writable=True, path_type=Path),
+              help="Folder for the aligned PNG faces and align.jsonl (created).")
+@click.option("--size", default=64, show_default=True, type=click.IntRange(8, 4096),
+              help="Side of the square aligned face, in pixels.")
+@click.option("--landmarks", default="inner-eyes-and-bottom-lip", show_default=True,
+              type=click.Choice(["inner-eyes-and-bottom-lip", "outer-eyes-and-nose"]),
+              help="The three landmarks pinned to the template.")
+@click.option("--faces", default="largest", show_default=True,
+              type=click.Choice(["largest", "all", "skip-multi"]),
+              help="Per photo: the largest face, every face (STEM_K.png), or none if several.")
+@click.option("--detector", default="hog", show_default=True, type=click.Choice(["hog", "cnn"]),
+              help="dlib's HOG frontal detector, or its CNN detector (far slower on a CPU).")
+@click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
+              help="Times the photo is doubled before detection (finds smaller faces, slower).")
+@click.option("--min-score", type=float, default=None,
+              help="Drop detections scoring below this.  [default: 0.3]")
+@click.option("--predictor", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="dlib 68-point model file (default: the face-recognition-models copy).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Processes aligning in parallel.")
+@click.option("--overwrite", is_flag=True, help="Realign inputs already done in OUT_DIR.")
+@click.option("--strict", is_flag=True, help="Exit 1 if any input has no face or fails.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_score, predictor,
+              workers, overwrite, strict, quiet):
+    """Detect, landmark and align faces: photos -> SIZE x SIZE PNG crops.
+
+    INPUT: image files, folders (searched recursively) or quoted globs. Outputs mirror the inputs'
+    sub-folders inside OUT_DIR; OUT_DIR/align.jsonl records, per input, the status, the detector
+    box, the 68 landmarks and the 2x3 transform. Re-running skips the inputs already done.
+    Needs dlib and its 68-point model: pip install 'inpaint[align]'.
+    """
+    _setup_logging(quiet, tensorflow=False)
+    from inpaint import align
+
+    settings = align.AlignSettings(
+        size=size, landmarks=landmarks, faces=faces, detector=detector, upsample=upsample,
+        min_score=align.DEFAULT_MIN_SCORE if min_score is None else min_score,
+        predictor=str(predictor) if predictor else None)
+    s = align.align_batch(inputs, out_dir, settings, workers=workers, overwrite=overwrite,
+                          progress=not quiet)
+    c = s.counts
+    rate = f", {s.images_per_s:.1f} images/s" if s.processed else ""
+    faces_word = "face" if s.faces == 1 else "faces"
+    click.echo(f"aligned {c['aligned']} of {s.total} inputs: {s.faces} {faces_word} in {out_dir} "
+               f"({s.processed} processed in {s.seconds:.1f} s{rate}; {s.resumed} already done)")
+    click.echo(f"no face: {c['no-face']}, several faces skipped: {c['skipped-multi']}, "
+               f"errors: {c['error']}")
+    limit = 20
+    for path, status, message in s.problems[:limit]:
+        click.echo(f"  {status}: {message if status == 'error' else path}")
+    if len(s.problems) > limit:
+        click.echo(f"  ... and {len(s.problems) - limit} more")
+    click.echo(f"records: {s.records_path}")
+    failed = c["no-face"] + c["error"]
+    if strict and failed:
+        raise align.AlignError(f"--strict: {failed} of {s.total} inputs have no aligned face "
+                               f"({c['no-face']} without a face, {c['error']} errors)")
+
+
+@cli.command("evaluate")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Training run directory or its model/ export (default: the shipped model).")
+@click.option("--mask-type", "--maskType", "mask_types", multiple=True,
+              type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
+                                 "lowres"]),
+              help="Repeatable (default: center, random, left).")
+@click.option("--iters", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--optimizer", default="adam", show_default=True,
+              type=click.Choice(["adam", "momentum"]))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0))
+@click.option("--context-weighting", default="yeh", show_default=True,
+              type=click.Choice(["yeh", "none"]))
+@click.option("--perceptual", default="nonsaturating", show_default=True,
+              type=click.Choice(["nonsaturating", "paper"]))
+@click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--precision", default="float32", show_default=True,
+              type=click.Choice(["float32", "bfloat16"]))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JSON.")
+@click.option("-q", "--quiet", is_flag=True)
+def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_weighting,
+                 perceptual, restarts, precision, seed, batch_size, limit, json_path, quiet):
+    """Mask whole faces, complete them and score the results.
+
+    Reports, per mask type, PSNR and SSIM over the image and mean L1 inside the hole for the
+    completed and blended outputs and for two baselines (mean-colour and harmonic fill), with
+    seconds per image, as a markdown table.
+    """
+    _setup_logging(quiet)
+    import json
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from inpaint.complete import SearchOptions
+    from inpaint.errors import ImageReadError
+    from inpaint.evaluate import evaluate_mask, markdown_table
+    from inpaint.images import atomic_write_bytes, crop_resize, expand_inputs, read_image
+    from inpaint.models import load_model
+
+    paths = expand_inputs(images)[:limit]
+    loaded = load_model(_model_path(model))
+    size = loaded.config.model.image_size
+    faces, stems, failed = [], [], []
+    for p in paths:
+        try:
+            faces.append(crop_resize(read_image(p), size, "center", 1.0))
+            stems.append(p.stem)
+        except ImageReadError as exc:
+            failed.append(str(exc))
+    if not faces:
+        raise click.BadParameter("no readable images", param_hint="IMAGES")
+    opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, lam=lam,
+                         context_weighting=context_weighting, perceptual=perceptual,
+                         restarts=restarts, seed=seed, precision=precision)
+    kinds = mask_types or ("center", "random", "left")
+    results = {}
+    with tqdm(total=len(faces) * len(kinds), disable=quiet, unit="img") as bar:
+        for kind in kinds:
+            bar.set_description(kind)
+            results[kind] = evaluate_mask(loaded, np.stack(faces), stems, kind, opts,
+                                          batch_size=batch_size, progress=bar.update)
+    click.echo(markdown_table(results))
+    for reason in failed:
+        click.echo(f"skipped: {reason}", err=True)
+    if json_path:
+        from dataclasses import asdict
+
+        record = {"images": len(faces), "skipped": failed, "options": asdict(opts),
+                  "model": loaded.identity, "results": results}
+        atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
 
 
 def _recorded_dataset(run_dir: Path) -> Path:

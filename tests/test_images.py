@@ -4,6 +4,7 @@ from PIL import Image
 
 from inpaint.errors import ImageReadError
 from inpaint.images import (
+    _umask,
     crop_resize,
     expand_inputs,
     find_images,
@@ -95,6 +96,7 @@ def test_write_is_atomic_and_readable(tmp_path):
     write_image(tmp_path / "sub" / "a.png", img)
     assert (read_image(tmp_path / "sub" / "a.png") == img).all()
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.png"]  # no temp file left
+    assert (tmp_path / "sub" / "a.png").stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
 def test_make_grid_layout():

@@ -1,0 +1,165 @@
+"""Speed benchmarks. Every figure is compared with a matrix product timed in the same run, so the
+ratios hold on a busy or a different machine; absolute seconds do not.
+
+    python scripts/benchmark.py train      # DCGAN training step, fp32 and bf16
+    python scripts/benchmark.py complete   # z-search step; with --model, iterations to a PSNR
+    python scripts/benchmark.py ops        # deformable conv and upsampling modes (scripts/bench_ops.py)
+    python scripts/benchmark.py all
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def timed(fn, repeats: int, warmup: int = 2) -> float:
+    """Median seconds per call after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def matmul_gflops(dtype: str, n: int = 2048) -> float:
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    b = tf.random.normal((n, n), dtype=tf.float32)
+    if dtype == "bfloat16":
+        a, b = tf.cast(a, tf.bfloat16), tf.cast(b, tf.bfloat16)
+    f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
+    return 2 * n ** 3 / timed(lambda: f().numpy(), 5) / 1e9
+
+
+def layer_flops(model) -> list[tuple[str, float]]:
+    """Forward multiply-add FLOPs per image of each conv/deconv/dense layer: [(name, flops)]."""
+    out = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in ("Conv2D", "Conv2DTranspose", "Dense"):
+            continue
+        w = layer.kernel.shape
+        if kind == "Dense":
+            out.append((layer.name, 2.0 * w[0] * w[1]))
+        elif kind == "Conv2D":  # per output pixel: K*K*Cin*Cout
+            h, wd = layer.output.shape[1:3]
+            out.append((layer.name, 2.0 * w[0] * w[1] * w[2] * w[3] * h * wd))
+        else:  # transposed: per input pixel: K*K*Cin*Cout
+            h, wd = layer.input.shape[1:3]
+            out.append((layer.name, 2.0 * w[0] * w[1] * w[2] * w[3] * h * wd))
+    return out
+
+
+def pass_flops(model) -> dict[str, float]:
+    """Per image: forward, weight-gradient and input-gradient FLOPs (the input gradient of the
+    first layer is never needed)."""
+    f = layer_flops(model)
+    fwd = sum(v for _, v in f)
+    return {"fwd": fwd, "wgrad": fwd, "igrad": fwd - f[0][1]}
+
+
+def bench_train(repeats: int = 5) -> list[dict]:
+    """One D update + one G update (g_steps=1, the figure the README quotes) at batch 64."""
+    from inpaint.config import Config, apply_overrides
+    from inpaint.train import GANTrainer
+
+    rows = []
+    for precision in ("float32", "mixed_bfloat16"):
+        cfg = apply_overrides(Config(), [f"train.precision={precision}", "train.g_steps=1"])
+        tr = GANTrainer(cfg)
+        g, d = pass_flops(tr.generator), pass_flops(tr.discriminator)
+        b = cfg.train.batch_size
+        # D step: G fwd, D fwd on real and fake, D backward (weights, inner inputs) on both.
+        # G step: G fwd, D fwd, D input gradients, G backward (weights, inner inputs).
+        per_image = (g["fwd"] + 2 * (d["fwd"] + d["wgrad"] + d["igrad"])
+                     + g["fwd"] + d["fwd"] + d["igrad"] + g["wgrad"] + g["igrad"])
+        real = np.random.default_rng(0).uniform(-1, 1, (b, 64, 64, 3)).astype(np.float32)
+        import tensorflow as tf
+
+        real = tf.constant(real)
+        sec = timed(lambda tr=tr, real=real: tr.train_step(real), repeats)
+        mm = matmul_gflops("bfloat16" if "bfloat16" in precision else "float32")
+        gflops = per_image * b / sec / 1e9
+        rows.append({"what": f"train step {precision}", "seconds": sec, "images_per_s": b / sec,
+                     "gflops": gflops, "matmul_gflops": mm, "ratio": gflops / mm})
+    return rows
+
+
+def bench_complete(repeats: int = 5) -> list[dict]:
+    """One z-search step (forward and backward through G and D, only z updated) at batch 64."""
+    import tensorflow as tf
+
+    from inpaint.complete import LatentSearch, SearchOptions
+    from inpaint.config import Config
+    from inpaint.models import build_discriminator, build_generator
+
+    rows = []
+    cfg = Config()
+    for precision, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        gen, disc = build_generator(cfg.model, policy), build_discriminator(cfg.model, policy)
+        search = LatentSearch(gen, disc, SearchOptions(iters=1, precision=precision))
+        g, d = pass_flops(gen), pass_flops(disc)
+        # forward through G and D, then input gradients all the way back to z
+        per_image = 2 * (g["fwd"] + d["fwd"])
+        b = 64
+        z = tf.random.uniform((b, 100), -1, 1)
+        target = tf.zeros((b, 64, 64, 3))
+        w = tf.ones((b, 64, 64))
+        state = search.initial_state(z.numpy())
+
+        def step(search=search, state=state, target=target, w=w):
+            search._step(state, target, w)[0]["z"].numpy()
+
+        sec = timed(step, repeats)
+        mm = matmul_gflops("bfloat16" if precision == "bfloat16" else "float32")
+        gflops = per_image * b / sec / 1e9
+        rows.append({"what": f"z-search step {precision}", "seconds": sec,
+                     "images_per_s": b / sec, "gflops": gflops, "matmul_gflops": mm,
+                     "ratio": gflops / mm})
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    print("| what | s/step (batch 64) | images x steps / s | GFLOP/s | same-run matmul GFLOP/s "
+          "| ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['what']} | {r['seconds']:.3f} | {r['images_per_s']:.1f} | "
+              f"{r['gflops']:.0f} | {r['matmul_gflops']:.0f} | {r['ratio']:.0%} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["train", "complete", "ops", "all"])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rows = []
+    if args.what in ("train", "all"):
+        rows += bench_train(args.repeats)
+    if args.what in ("complete", "all"):
+        rows += bench_complete(args.repeats)
+    if rows:
+        print_rows(rows)
+    if args.what in ("ops", "all"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_ops import bench_ops
+
+        bench_ops()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ MASK ?= center
 OUT ?= out
 GIF ?= $(OUT)/completion.gif
 
-.PHONY: install test test-all lint align train complete gif demo benchmark clean
+.PHONY: install test test-all lint align train complete gif demo pretrained benchmark clean
 
 # A stamp file so `make test` re-installs only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -48,6 +48,20 @@ complete: install  ## fill the holes of IMAGES with the model of RUN
 
 gif: complete  ## animate the completion
 	$(INPAINT) make-gif $(OUT) -o $(GIF)
+
+demo: install  ## complete data/samples with the shipped model: out/demo/{sheet.png,completion.gif}
+	$(INPAINT) complete data/samples/*.png --outDir out/demo
+	$(INPAINT) make-gif out/demo -o out/demo/completion.gif --scale 2
+	@echo "open out/demo/sheet.png and out/demo/completion.gif"
+
+# Reproduce the shipped model: align CelebA, train, pick the best checkpoint, package it.
+pretrained: install
+	$(INPAINT) align $(DATASET) --out-dir aligned/celeba-train --workers 2 -q
+	$(INPAINT) align ../shared/data/celeba-val --out-dir aligned/celeba-val -q
+	$(INPAINT) train --dataset aligned/celeba-train --out runs/celeba64 --config configs/celeba64.toml \
+		--set train.keep_checkpoints=25 --set train.checkpoint_every=300
+	$(BIN)/python scripts/pretrained.py select runs/celeba64 --images aligned/celeba-val
+	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba64 --step <best step>"
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py all

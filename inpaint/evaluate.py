@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inpaint.blend import harmonic_fill
-from inpaint.masks import build_mask, image_seed
+from inpaint.masks import image_seed
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,9 +111,11 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
     """Complete `images` (N, S, S, 3) uint8 under mask type `kind` and score the completed and
     blended results and both baselines against the originals. Returns
     {method: {psnr, ssim, hole_l1, n}, "seconds_per_image": float}."""
-    from inpaint.complete import LatentSearch, _networks, complete
+    from inpaint.complete import LatentSearch, MaskSpec, _networks, complete
 
-    lowres = kind == "lowres"
+    spec = MaskSpec(kind, center_scale=center_scale, missing_fraction=missing_fraction,
+                    seed=options.seed)
+    lowres = spec.lowres
     generator, discriminator = _networks(model, options.precision)
     search = LatentSearch(generator, discriminator, options, lowres=lowres)
     scores = {m: MethodScores() for m in ("completed", "blended", "mean_fill", "harmonic")}
@@ -121,9 +123,7 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         names = stems[start:start + batch_size]
-        masks = np.stack([build_mask(kind, batch.shape[1], center_scale=center_scale,
-                                     missing_fraction=missing_fraction,
-                                     seed=image_seed(options.seed, s)) for s in names])
+        masks = np.stack([spec.mask_for(name, batch.shape[1]) for name in names])
         t0 = time.time()
         result = complete(generator, discriminator, batch, masks, options=options,
                           lowres=lowres, seeds=[image_seed(options.seed, s) for s in names],
@@ -153,3 +153,33 @@ def markdown_table(results: dict[str, dict]) -> str:
             lines.append(f"| {kind} | {method} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
                          f"{s['hole_l1']:.2f} | {secs} |")
     return "\n".join(lines)
+
+
+def quality_curve(model, images: np.ndarray, stems: list[str], kind: str, options,
+                  every: int = 25) -> list[dict]:
+    """PSNR of the completed images against the originals along one search: a list of
+    {iteration, psnr, seconds} every `every` iterations (seconds of search so far, the scoring
+    itself not counted)."""
+    from inpaint.complete import LatentSearch, MaskSpec, _networks, complete
+
+    spec = MaskSpec(kind, seed=options.seed)
+    generator, discriminator = _networks(model, options.precision)
+    search = LatentSearch(generator, discriminator, options, lowres=spec.lowres)
+    masks = np.stack([spec.mask_for(s, images.shape[1]) for s in stems])
+    curve = []
+    clock = {"start": time.perf_counter(), "paused": 0.0}
+
+    def on_step(i, generated, completions, losses):
+        if i % every and i != options.iters:
+            return
+        t = time.perf_counter()
+        curve.append({"iteration": i,
+                      "psnr": float(np.mean([psnr(a, b) for a, b in zip(images, completions)])),
+                      "seconds": t - clock["start"] - clock["paused"]})
+        clock["paused"] += time.perf_counter() - t
+
+    clock["start"] = time.perf_counter()
+    complete(generator, discriminator, images, masks, options=options, blend_result=False,
+             seeds=[image_seed(options.seed, s) for s in stems], callback=on_step,
+             search=search)
+    return curve

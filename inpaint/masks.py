@@ -26,10 +26,13 @@ GRID_STEP = 4  # `grid`: one known pixel in 4 along each axis
 LOWRES_BLOCK = 8  # `lowres`: the input is known only as means over 8x8 blocks
 
 
-def image_seed(seed: int, stem: str) -> list[int]:
-    """A per-image seed, so random masks and starting points depend on the image's name and the
-    user's seed, never on which batch the image falls in."""
-    return [seed, zlib.crc32(stem.encode("utf-8", "surrogateescape"))]
+Z_STREAM, MASK_STREAM = 0, 1  # independent random streams per image
+
+
+def image_seed(seed: int, stem: str, stream: int = Z_STREAM) -> list[int]:
+    """A per-image seed, so random masks (MASK_STREAM) and starting points (Z_STREAM) depend on
+    the image's name and the user's seed, never on which batch the image falls in."""
+    return [seed, zlib.crc32(stem.encode("utf-8", "surrogateescape")), stream]
 
 
 def build_mask(kind: str, size: int, *, center_scale: float = 0.25,

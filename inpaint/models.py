@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from inpaint import __version__
@@ -131,10 +132,40 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def network_policy(model: keras.Model) -> str:
+    """The dtype policy the layers of `model` compute in (that of its first layer with weights;
+    a functional model's own policy does not say)."""
+    for layer in model.layers:
+        if layer.weights:
+            return layer.dtype_policy.name
+    return model.dtype_policy.name
+
+
+def cast_networks(generator: keras.Model, discriminator: keras.Model, cfg: ModelConfig,
+                  policy: str) -> tuple[keras.Model, keras.Model]:
+    """The same networks computing in dtype policy `policy` ("float32", "mixed_bfloat16",
+    "float16", ...): rebuilt from `cfg` with the weights copied (and cast) when the policy
+    differs, else returned as they are."""
+    if network_policy(generator) == policy and network_policy(discriminator) == policy:
+        return generator, discriminator
+    g, d = build_generator(cfg, policy), build_discriminator(cfg, policy)
+    for src, dst in ((generator, g), (discriminator, d)):
+        dst.set_weights([np.asarray(w).astype(v.dtype) for w, v in
+                         zip(src.get_weights(), dst.weights)])
+    return g, d
+
+
 def export_model(out_dir: str | Path, generator: keras.Model, discriminator: keras.Model,
-                 cfg: Config, step: int = 0, extra: dict | None = None) -> Path:
+                 cfg: Config, step: int = 0, extra: dict | None = None,
+                 storage: str = "float32") -> Path:
     """Write the model directory `out_dir` (see the module docstring). The files are written to a
-    temporary folder beside it which then replaces `out_dir`, so a crash never leaves a mixture."""
+    temporary folder beside it which then replaces `out_dir`, so a crash never leaves a mixture.
+
+    storage "float16" stores the weights in half precision (half the size); load_model casts them
+    back to float32."""
+    if storage not in ("float32", "float16"):
+        raise ValueError(f"storage must be float32 or float16, got {storage!r}")
+    generator, discriminator = cast_networks(generator, discriminator, cfg.model, storage)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -147,7 +178,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
             "inpaint_version": __version__, "step": int(step),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "image_size": cfg.model.image_size, "channels": cfg.model.channels,
-            "z_dim": cfg.model.z_dim,
+            "z_dim": cfg.model.z_dim, "storage": storage,
             "sha256": {name: _sha256(tmp / name) for name in MODEL_FILES},
             **(extra or {}),
         }
@@ -228,6 +259,8 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
     if tuple(disc.input_shape[1:]) != (s, s, c):
         raise ModelError(f"{model_dir}: the discriminator takes {disc.input_shape}, not "
                          f"{s}x{s}x{c} images as config.toml says")
+    if network_policy(gen) == "float16":  # half-precision storage: compute in float32
+        gen, disc = cast_networks(gen, disc, cfg.model, "float32")
     return LoadedModel(gen, disc, cfg, meta, model_dir)
 
 

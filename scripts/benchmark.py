@@ -2,7 +2,11 @@
 ratios hold on a busy or a different machine; absolute seconds do not.
 
     python scripts/benchmark.py train      # DCGAN training step, fp32 and bf16
-    python scripts/benchmark.py complete   # z-search step; with --model, iterations to a PSNR
+    python scripts/benchmark.py complete   # z-search step, fp32 and bf16
+    python scripts/benchmark.py curves --model M --images aligned/celeba-val
+                                           # PSNR along the search for each recipe
+    python scripts/benchmark.py shift --model M --images aligned/celeba-val
+                                           # shifted faces, with and without --optimize-shift
     python scripts/benchmark.py ops        # deformable conv and upsampling modes (scripts/bench_ops.py)
     python scripts/benchmark.py all
 """
@@ -132,6 +136,87 @@ def bench_complete(repeats: int = 5) -> list[dict]:
     return rows
 
 
+RECIPES = {
+    # the seed's recipe (the reference code): momentum, 1000 iterations, plain L1, no blending
+    "seed (momentum, plain L1)": dict(optimizer="momentum", context_weighting="none"),
+    "momentum + yeh weighting": dict(optimizer="momentum"),
+    "adam + yeh weighting": dict(optimizer="adam"),
+    "adam + yeh, bf16": dict(optimizer="adam", precision="bfloat16"),
+}
+
+
+def load_faces(images: Path, limit: int):
+    from inpaint.images import crop_resize, find_images, read_image
+
+    paths = find_images(images)[:limit]
+    return np.stack([crop_resize(read_image(p), 64) for p in paths]), [p.stem for p in paths]
+
+
+def bench_curves(model_path: Path, images: Path, limit: int, iters: int, mask: str) -> None:
+    """PSNR of completed faces along the search for each recipe, and the iterations and seconds
+    each needs to reach the seed recipe's final PSNR."""
+    from inpaint.complete import SearchOptions
+    from inpaint.evaluate import quality_curve
+    from inpaint.models import load_model
+
+    model = load_model(model_path)
+    faces, stems = load_faces(images, limit)
+    curves = {name: quality_curve(model, faces, stems, mask,
+                                  SearchOptions(iters=iters, **kw), every=25)
+              for name, kw in RECIPES.items()}
+    seed = curves["seed (momentum, plain L1)"]
+    target, seed_time = seed[-1]["psnr"], seed[-1]["seconds"]
+    print(f"{len(faces)} faces, mask {mask}; target = the seed recipe's PSNR after {iters} "
+          f"iterations: {target:.2f} dB in {seed_time:.0f} s")
+    print("| recipe | PSNR @100 | @200 | @500 | final | iterations to target | seconds to target "
+          "| fraction of seed time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, curve in curves.items():
+        at = {c["iteration"]: c["psnr"] for c in curve}
+        hit = next((c for c in curve if c["psnr"] >= target), None)
+        reach = (f"{hit['iteration']} | {hit['seconds']:.0f} | {hit['seconds'] / seed_time:.2f}"
+                 if hit else "not reached | | ")
+        print(f"| {name} | {at.get(100, float('nan')):.2f} | {at.get(200, float('nan')):.2f} | "
+              f"{at.get(500, float('nan')):.2f} | {curve[-1]['psnr']:.2f} | {reach} |")
+
+
+def bench_shift(model_path: Path, images: Path, limit: int, iters: int, max_shift: int) -> None:
+    """Faces translated by a random whole-pixel shift of up to `max_shift` px per axis (edges
+    repeated), completed with the centre mask with and without --optimize-shift; PSNR against
+    the shifted faces."""
+    import tensorflow as tf
+
+    from inpaint.complete import SearchOptions, _networks, complete
+    from inpaint.evaluate import psnr
+    from inpaint.masks import build_mask, image_seed
+    from inpaint.models import load_model
+    from inpaint.ops import translate
+
+    model = load_model(model_path)
+    faces, stems = load_faces(images, limit)
+    rng = np.random.default_rng(0)
+    shifts = rng.integers(-max_shift, max_shift + 1, (len(faces), 2)).astype(np.float32)
+    moved = translate(tf.constant(faces, tf.float32), tf.constant(shifts), "nearest").numpy()
+    moved = np.clip(np.round(moved), 0, 255).astype(np.uint8)
+    masks = np.stack([build_mask("center", 64)] * len(faces))
+    print(f"{len(faces)} faces shifted by up to {max_shift} px, centre mask, {iters} iterations")
+    print("| input | --optimize-shift | PSNR completed | PSNR blended | mean abs shift error |")
+    print("|---|---|---|---|---|")
+    for label, data in (("aligned", faces), ("shifted", moved)):
+        for on in (False, True):
+            opts = SearchOptions(iters=iters, optimize_shift=on, max_shift=float(max_shift))
+            g, d = _networks(model, opts.precision)
+            r = complete(g, d, data, masks, options=opts,
+                         seeds=[image_seed(0, s) for s in stems])
+            err = ""
+            if on and label == "shifted":
+                err = f"{np.abs(r.shifts - shifts).mean():.2f} px"
+            print(f"| {label} | {'on' if on else 'off'} | "
+                  f"{np.mean([psnr(a, b) for a, b in zip(data, r.completed)]):.2f} | "
+                  f"{np.mean([psnr(a, b) for a, b in zip(data, r.blended)]):.2f} | {err} |",
+                  flush=True)
+
+
 def print_rows(rows: list[dict]) -> None:
     print("| what | s/step (batch 64) | images x steps / s | GFLOP/s | same-run matmul GFLOP/s "
           "| ratio |")
@@ -144,9 +229,23 @@ def print_rows(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "complete", "ops", "all"])
+    parser.add_argument("what", choices=["train", "complete", "ops", "all", "curves", "shift"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", type=Path, help="curves/shift: a model directory")
+    parser.add_argument("--images", type=Path, help="curves/shift: aligned validation faces")
+    parser.add_argument("--limit", type=int, default=64)
+    parser.add_argument("--iters", type=int, default=1000)
+    parser.add_argument("--mask", default="center")
+    parser.add_argument("--max-shift", type=int, default=4)
     args = parser.parse_args()
+    if args.what in ("curves", "shift"):
+        if not (args.model and args.images):
+            parser.error(f"{args.what} needs --model and --images")
+        if args.what == "curves":
+            bench_curves(args.model, args.images, args.limit, args.iters, args.mask)
+        else:
+            bench_shift(args.model, args.images, args.limit, args.iters, args.max_shift)
+        return
     rows = []
     if args.what in ("train", "all"):
         rows += bench_train(args.repeats)

@@ -170,3 +170,34 @@ def test_bilinear_deconv_needs_kernels_of_at_least_four_taps(tiny_cfg):
     with pytest.raises(ConfigError, match="kernel_size >= 4"):
         apply_overrides(tiny_cfg, ["model.upsample=deconv-bilinear", "model.kernel_size=3"])
     assert apply_overrides(tiny_cfg, ["model.upsample=deconv-bilinear", "model.kernel_size=4"])
+
+
+def test_float16_storage_halves_the_files_and_loads_as_float32(tmp_path):
+    from inpaint.config import apply_overrides
+
+    cfg = apply_overrides(Config(), ["model.gf=16", "model.df=16"])
+    g, d = build_generator(cfg.model), build_discriminator(cfg.model)
+    export_model(tmp_path / "full", g, d, cfg)
+    export_model(tmp_path / "half", g, d, cfg, storage="float16")
+    full = (tmp_path / "full" / "generator.keras").stat().st_size
+    half = (tmp_path / "half" / "generator.keras").stat().st_size
+    assert half < 0.6 * full
+    loaded = load_model(tmp_path / "half")
+    assert loaded.meta["storage"] == "float16"
+    assert all(w.dtype == "float32" for w in loaded.generator.weights)
+    z = np.random.default_rng(0).uniform(-1, 1, (4, 100)).astype("float32")
+    np.testing.assert_allclose(loaded.generator(z, training=False).numpy(),
+                               g(z, training=False).numpy(), atol=2e-2)
+
+
+def test_cast_networks_changes_the_compute_precision(tiny_cfg):
+    from inpaint.models import cast_networks, network_policy
+
+    g, d = build_generator(tiny_cfg.model, "mixed_bfloat16"), build_discriminator(tiny_cfg.model)
+    assert network_policy(g) == "mixed_bfloat16" and network_policy(d) == "float32"
+    g32, d32 = cast_networks(g, d, tiny_cfg.model, "float32")
+    assert network_policy(g32) == "float32" and d32 is not d
+    for a, b in zip(g.get_weights(), g32.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    same = cast_networks(g32, d32, tiny_cfg.model, "float32")
+    assert same[0] is g32 and same[1] is d32

@@ -1,0 +1,102 @@
+"""Pick the best checkpoint of a training run by completion quality, and package it.
+
+    python scripts/pretrained.py select runs/celeba64 --images aligned/celeba-val --limit 64
+    python scripts/pretrained.py package runs/celeba64 --step 4200     # -> inpaint/pretrained
+
+`select` exports every checkpoint of the run, completes the first --limit validation faces with the
+centre mask and prints PSNR/SSIM of the blended results per checkpoint (the last training step is
+not necessarily the best generator). `package` exports one checkpoint with float16 weights into
+the package, where `inpaint complete` finds it when --model is not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from inpaint.complete import SearchOptions  # noqa: E402
+from inpaint.evaluate import evaluate_mask  # noqa: E402
+from inpaint.images import crop_resize, find_images, read_image  # noqa: E402
+from inpaint.models import PRETRAINED_DIR, export_model, load_model  # noqa: E402
+from inpaint.train import GANTrainer, list_checkpoints, stored_config  # noqa: E402
+
+
+def trainer_at(run: Path, step: int | None) -> GANTrainer:
+    cfg = stored_config(run)
+    trainer = GANTrainer(cfg)
+    ckpts = list_checkpoints(run / "checkpoints")
+    chosen = [p for p in ckpts if step is None or int(p.name.split("-")[1]) == step]
+    if not chosen:
+        raise SystemExit(f"no checkpoint at step {step} in {run}; have "
+                         f"{[p.name for p in ckpts]}")
+    trainer.load_checkpoint(chosen[-1])
+    return trainer
+
+
+def select(args) -> None:
+    paths = find_images(args.images)[: args.limit]
+    faces = np.stack([crop_resize(read_image(p), 64) for p in paths])
+    stems = [p.stem for p in paths]
+    opts = SearchOptions(iters=args.iters, precision=args.precision)
+    rows = []
+    for ckpt in list_checkpoints(args.run / "checkpoints"):
+        step = int(ckpt.name.split("-")[1])
+        trainer = trainer_at(args.run, step)
+        with tempfile.TemporaryDirectory() as tmp:
+            export_model(Path(tmp) / "m", trainer.generator, trainer.discriminator,
+                         trainer.cfg, step=step)
+            model = load_model(Path(tmp) / "m")
+            t = time.time()
+            res = evaluate_mask(model, faces, stems, args.mask, opts)
+        row = {"step": step, **{k: res["blended"][k] for k in ("psnr", "ssim", "hole_l1")},
+               "completed_psnr": res["completed"]["psnr"], "seconds": time.time() - t}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    best = max(rows, key=lambda r: r["psnr"])
+    print(f"best: step {best['step']} (blended PSNR {best['psnr']:.2f} dB)")
+
+
+def package(args) -> None:
+    trainer = trainer_at(args.run, args.step)
+    run_info = json.loads((args.run / "run.json").read_text())
+    out = export_model(args.out, trainer.generator, trainer.discriminator, trainer.cfg,
+                       step=trainer.step, storage="float16",
+                       extra={"trained_on": "CelebA (celeba-train, aligned by inpaint align)",
+                              "training_images": run_info.get("images"),
+                              "licence": "CelebA: non-commercial research use only"})
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"packaged step {trainer.step} into {out} ({size / 1e6:.1f} MB)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("select")
+    s.add_argument("run", type=Path)
+    s.add_argument("--images", type=Path, default=ROOT / "aligned" / "celeba-val")
+    s.add_argument("--limit", type=int, default=64)
+    s.add_argument("--iters", type=int, default=200)
+    s.add_argument("--mask", default="center")
+    s.add_argument("--precision", default="float32")
+    k = sub.add_parser("package")
+    k.add_argument("run", type=Path)
+    k.add_argument("--step", type=int, help="default: the latest checkpoint")
+    k.add_argument("--out", type=Path, default=PRETRAINED_DIR)
+    args = p.parse_args()
+    select(args) if args.cmd == "select" else package(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,9 +16,7 @@ from __future__ import annotations
 import glob
 import io
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import DataError, InpaintError
-from inpaint.images import atomic_write_bytes, is_image_path, read_image
+from inpaint.images import atomic_path, atomic_write_bytes, is_image_path, read_image
 
 log = logging.getLogger(__name__)
 
@@ -278,9 +276,7 @@ def _write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # ffmpeg picks the container by the file name, so the temporary name ends in .mp4 too.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.mp4") as tmp:
         writer = iio2.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
                                  quality=8, pixelformat="yuv420p",
                                  macro_block_size=_MP4_BLOCK, ffmpeg_log_level="error")
@@ -289,13 +285,6 @@ def _write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> None:
                 writer.append_data(frame)
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _pad_to_even(img: np.ndarray) -> np.ndarray:

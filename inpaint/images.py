@@ -11,6 +11,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,19 +162,19 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename, so a crash
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp"):
+    """Yield a temporary file name in `path`'s folder for the caller to write; when the block
+    ends without error the file replaces `path` in one rename, otherwise it is removed. So a crash
     leaves either the old file or the new one, never half of one. The file gets the permissions
     of an ordinary new file (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -181,6 +182,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically and durably (see atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:

@@ -128,9 +128,13 @@ def test_model_options_train_a_step_and_reload_with_the_same_outputs(tmp_path, t
     assert loaded.config == cfg
     z = np.random.default_rng(3).uniform(-1, 1, (2, 8)).astype("float32")
     x = g(z, training=False)
-    np.testing.assert_allclose(loaded.generator(z, training=False), x, atol=1e-6)
+    for a, b in zip(loaded.generator.weights + loaded.discriminator.weights, g.weights + d.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # bfloat16 kernels may round differently between two model instances: ~3 significant digits
+    atol = 1e-6 if cfg.train.precision == "float32" else 1e-2 * float(np.abs(x).max())
+    np.testing.assert_allclose(loaded.generator(z, training=False), x, atol=atol)
     np.testing.assert_allclose(loaded.discriminator(x, training=False),
-                               d(x, training=False), atol=1e-6)
+                               d(x, training=False), atol=max(atol, 1e-6))
 
 
 def test_upsample_modes_keep_the_reference_parameter_count():

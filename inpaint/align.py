@@ -458,11 +458,14 @@ def _glob_base(pattern: str) -> Path:
 
 
 def _safe_key(rel: Path) -> str | None:
-    """`rel` without suffix as a POSIX key if it stays inside the output folder, else None."""
+    """`rel` without suffix as a POSIX key if it stays inside the output folder, else None.
+    A name whose stem is only dots ("..jpg") or starts with one would make a hidden output:
+    its leading dots are dropped (None if nothing is left)."""
     norm = Path(os.path.normpath(rel))
     if norm.is_absolute() or not norm.parts or norm.parts[0] in ("..", ".") or ".." in norm.parts:
         return None
-    return norm.with_suffix("").as_posix()
+    stem = norm.with_suffix("").name.lstrip(".")
+    return norm.with_name(stem).as_posix() if stem else None
 
 
 def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path) -> list[AlignJob]:

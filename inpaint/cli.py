@@ -88,6 +88,11 @@ def cli():
       inpaint complete IMGS... --outDir out        fill holes by latent search
       inpaint make-gif out -o out/completion.gif   animate the search
     """
+    # A file name that is not valid UTF-8 reaches Python with surrogates in it; a terminal
+    # whose stdout is strict UTF-8 would turn printing it into a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _build_config(config_path, sets, shortcuts, base_run: Path | None):
@@ -121,12 +126,15 @@ def _build_config(config_path, sets, shortcuts, base_run: Path | None):
 @click.option("--seed", type=int, help="Shortcut for train.seed.")
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
               help="Shortcut for train.precision.")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multi-worker"]),
+              help="Shortcut for train.strategy: one device, all local GPUs (mirrored), or the "
+                   "machines in TF_CONFIG (multi-worker).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--export-only", is_flag=True, help="Export model/ from the latest checkpoint.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
-def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, sets, export_only,
-                quiet):
+def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, strategy, sets,
+                export_only, quiet):
     """Train a DCGAN on a folder of aligned faces (alias: train).
 
     Writes config, checkpoints, sample grids, TensorBoard logs (logs/), metrics.jsonl and, at the
@@ -137,7 +145,7 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
     from inpaint import train as training
 
     shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
-                 "train.precision": precision}
+                 "train.precision": precision, "train.strategy": strategy}
     cfg = _build_config(config_path, sets, shortcuts, out)
     if export_only:
         stored = training.stored_config(out)
@@ -148,8 +156,13 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
         return
     if dataset is None:
         dataset = _recorded_dataset(out)
-    training.prepare_run_dir(out, cfg)
+    chief = training.is_chief(cfg.train.strategy)
+    training.prepare_run_dir(out, cfg, write=chief)
     result = training.train(dataset, out, cfg, progress=not quiet)
+    if not chief:
+        click.echo(f"worker done at step {result.step}/{result.total_steps}; the chief wrote "
+                   f"the run to {out}")
+        return
     mins = result.seconds / 60
     click.echo(f"trained {result.step - result.resumed_from} steps in {mins:.1f} min "
                f"(step {result.step}/{result.total_steps}, {result.images_used} images, "
@@ -166,6 +179,17 @@ def _parse_box(ctx, param, value):
     if len(box) != 4:
         raise click.BadParameter("expected X,Y,W,H (four integers)")
     return box
+
+
+def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
+    from inpaint.complete import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _model_path(model: Path | None) -> Path:
@@ -225,11 +249,14 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--batch-size", "--batchSize", "batch_size", default=64, show_default=True,
               type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Redo images already completed in OUT_DIR.")
+@click.option("--shard", callback=_parse_shard, metavar="I/N",
+              help="Complete only share I of N (1 <= I <= N): N machines given the same IMAGES "
+                   "and OUT_DIR split them, each image to one.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or info messages.")
 def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fraction, mask_path,
                  mask_box, context_weighting, perceptual, lam, optimizer, iters, lr, momentum,
                  restarts, seed, precision, optimize_shift, max_shift, blend, out_interval,
-                 batch_size, overwrite, quiet):
+                 batch_size, overwrite, shard, quiet):
     """Fill the missing part of each face by searching the generator's latent space.
 
     IMAGES are files, folders or globs of aligned faces at the model's size (others are
@@ -255,11 +282,20 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
                          restarts=restarts, seed=seed, precision=precision,
                          optimize_shift=optimize_shift, max_shift=max_shift)
     loaded = load_model(_model_path(model))
-    summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
-                             batch_size=batch_size, blend_result=blend, out_interval=out_interval,
-                             overwrite=overwrite, progress=not quiet)
+    try:
+        summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
+                                 batch_size=batch_size, blend_result=blend,
+                                 out_interval=out_interval, overwrite=overwrite,
+                                 progress=not quiet, shard=shard)
+    except KeyboardInterrupt:
+        from inpaint.errors import Interrupted
+
+        raise Interrupted(f"interrupted; the images completed so far are in {out_dir}; re-run "
+                          "the same command to complete the rest") from None
+    share = (f" (shard {shard[0]}/{shard[1]}; {summary.other_shards} inputs left to the others)"
+             if shard else "")
     click.echo(f"completed {len(summary.completed)}, already done {len(summary.skipped)}, "
-               f"failed {len(summary.failed)} in {summary.seconds:.1f} s -> {out_dir}")
+               f"failed {len(summary.failed)} in {summary.seconds:.1f} s -> {out_dir}{share}")
     if summary.failed:
         for _, reason in summary.failed:
             click.echo(f"  failed: {reason}", err=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -234,14 +235,15 @@ def initial_z(n_images: int, restarts: int, z_dim: int, seeds: Sequence | None =
 def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
              options: SearchOptions | None = None, lowres: bool = False, blend_result: bool = True,
              seeds: Sequence | None = None,
-             callback: Callable[[int, np.ndarray, dict], None] | None = None,
+             callback: Callable[[int, np.ndarray, np.ndarray, dict], None] | None = None,
              search: LatentSearch | None = None) -> CompletionResult:
     """Complete B images.
 
     images: (B, S, S, 3) uint8; masks: (B, S, S) with 1 = known. With `lowres`, the search matches
     8x8 block means of the images instead of pixels (and nothing is pasted). `seeds`: one per image
     for its starting z (default: derived from options.seed and the position). `callback(iteration,
-    completions (B, S, S, 3) uint8, losses {name: (B,)})` sees the best restart of each image.
+    generated (B, S, S, 3) float32, completions (B, S, S, 3) uint8, losses {name: (B,)})` sees the
+    current best restart of each image.
     Returns a CompletionResult; `losses` are those of the winning restart of each image."""
     from inpaint.images import to_float
 
@@ -318,7 +320,7 @@ class MaskSpec:
             return masklib.read_mask(masklib.find_mask_for(self.folder, stem), size, image_wh)
         return masklib.build_mask(self.kind, size, center_scale=self.center_scale,
                                   missing_fraction=self.missing_fraction,
-                                  seed=masklib.image_seed(self.seed, stem))
+                                  seed=masklib.image_seed(self.seed, stem, masklib.MASK_STREAM))
 
 
 @dataclass
@@ -328,20 +330,49 @@ class FilesSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     resized: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    other_shards: int = 0  # inputs left to the other shards (with `shard`)
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
     """A unique, safe output stem per input (file stems; repeats get -2, -3, ...). A stem is a
-    single path component, so no output can escape the output directory."""
-    seen: dict[str, int] = {}
+    single path component, so no output can escape the output directory. Stems differ in more
+    than letter case (a case-insensitive disk would otherwise merge two), and a repeat never
+    takes the stem of another input (x.png, x.jpg, x-2.png -> x, x-2, x-2-2)."""
+    taken: set[str] = set()
     out = []
     for p in paths:
-        stem = Path(p).stem or "image"
-        stem = stem.replace("/", "_").replace("\\", "_").lstrip(".") or "image"
-        n = seen.get(stem, 0) + 1
-        seen[stem] = n
-        out.append(stem if n == 1 else f"{stem}-{n}")
+        base = Path(p).stem or "image"
+        base = base.replace("/", "_").replace("\\", "_").lstrip(".") or "image"
+        stem, n = base, 1
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{base}-{n}"
+        taken.add(stem.casefold())
+        out.append(stem)
     return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"2/4"` -> (2, 4): the second of four shards. ValueError unless 1 <= I <= N."""
+    i, sep, n = text.partition("/")
+    try:
+        shard = int(i), int(n)
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise ValueError(f"expected I/N with 1 <= I <= N (e.g. 1/4), got {text!r}")
+    return shard
+
+
+def in_shard(stems: Sequence[str], shard: tuple[int, int] | None) -> list[bool]:
+    """Which inputs shard (I, N) takes: the output stems are sorted and dealt out in turn (the
+    first to shard 1, the second to shard 2, ...), so N machines given the same inputs split
+    them exactly, whatever order each lists them in; each input goes to one shard. None: all."""
+    if shard is None:
+        return [True] * len(stems)
+    i, n = shard
+    rank = {stem: r for r, stem in enumerate(sorted(stems))}
+    return [rank[stem] % n == i - 1 for stem in stems]
 
 
 def masked_view(image: np.ndarray, mask: np.ndarray, lowres: bool) -> np.ndarray:
@@ -371,7 +402,8 @@ def _prepare(path: Path, stem: str, mask: MaskSpec, size: int,
 def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSpec,
                    options: SearchOptions, batch_size: int = 64, blend_result: bool = True,
                    out_interval: int = 50, overwrite: bool = False, progress: bool = True,
-                   run_options: dict | None = None) -> FilesSummary:
+                   run_options: dict | None = None,
+                   shard: tuple[int, int] | None = None) -> FilesSummary:
     """Complete every image file in `inputs` with `model` (models.LoadedModel) and write into
     `out_dir`: completed/, blended/, generated/, masked/ (<stem>.png each); progress/NNNN.png and
     hats/NNNN.png (grids of the first batch's completions and raw G(z) every `out_interval`
@@ -380,7 +412,13 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
 
     Images stream in batches of `batch_size`. Unreadable images are recorded in the summary and
     skipped; images whose outputs exist are skipped unless `overwrite`. completed/<stem>.png is
-    written last, so it marks an image as done."""
+    written last, so it marks an image as done.
+
+    `shard` (I, N) completes only shard I of N (`in_shard`), so N processes or machines given
+    the same inputs and `out_dir` share the work and their outputs merge: shards other than the
+    first prefix their progress/ and hats/ grids with `shardI_`, each writes its own
+    log.shard-I-of-N.jsonl and run.shard-I-of-N.json, and sheet.png shows every image completed
+    in `out_dir` when the shard finished."""
     from tqdm import tqdm
 
     from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
@@ -393,8 +431,10 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     summary = FilesSummary()
     t0 = time.time()
     pending = []
-    for path, stem in zip(inputs, stems):
-        if (out_dir / "completed" / f"{stem}.png").exists() and not overwrite:
+    for path, stem, mine in zip(inputs, stems, in_shard(stems, shard)):
+        if not mine:
+            summary.other_shards += 1
+        elif (out_dir / "completed" / f"{stem}.png").exists() and not overwrite:
             summary.skipped.append(str(path))
         else:
             pending.append((Path(path), stem))
@@ -403,7 +443,10 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
 
     generator, discriminator = _networks(model, opts.precision)
     search = LatentSearch(generator, discriminator, opts, lowres=mask.lowres)
-    log_path = out_dir / "log.jsonl"
+    # Shards share out_dir: files every shard would write get the shard's name.
+    shard_tag = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    grid_prefix = f"shard{shard[0]}_" if shard and shard[0] > 1 else ""
+    log_path = out_dir / f"log{shard_tag}.jsonl"
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
     bar = tqdm(total=len(pending), disable=not progress, unit="img", desc="images")
     for bi, batch in enumerate(batches):
@@ -422,10 +465,13 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
         if not images:
             continue
         images, batch_masks = np.stack(images), np.stack(batch_masks)
-        prefix = "" if bi == 0 else f"b{bi:03d}_"
+        prefix = grid_prefix + ("" if bi == 0 else f"b{bi:03d}_")
         it_bar = tqdm(total=opts.iters + 1, disable=not progress, leave=False, unit="it",
                       desc=f"batch {bi + 1}/{len(batches)}")
+        torn = _ends_mid_line(log_path)
         log_file = open(log_path, "a", encoding="utf-8")
+        if torn:  # a killed run's half line stays on a line of its own
+            log_file.write("\n")
 
         def on_step(i, generated, completions, losses, names=names, prefix=prefix,
                     it_bar=it_bar, log_file=log_file, bi=bi):
@@ -468,9 +514,20 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
               "skipped": len(summary.skipped),
               "failed": [{"path": p, "reason": r} for p, r in summary.failed],
               "resized": summary.resized, "seconds": round(summary.seconds, 2),
+              "shard": list(shard) if shard else None, "other_shards": summary.other_shards,
               **(run_options or {})}
-    atomic_write_bytes(out_dir / "run.json", json.dumps(record, indent=2).encode())
+    atomic_write_bytes(out_dir / f"run{shard_tag}.json", json.dumps(record, indent=2).encode())
     return summary
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the text file at `path` ends without a newline (a write cut short)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
 
 
 def write_sheet(out_dir: Path, items: Sequence[tuple[Path, str]], mask: MaskSpec,
@@ -501,15 +558,8 @@ def write_sheet(out_dir: Path, items: Sequence[tuple[Path, str]], mask: MaskSpec
 
 
 def _networks(model, precision: str):
-    """The model's networks in the search precision: rebuilt with the same weights when the
-    stored dtype policy differs."""
-    from inpaint.models import build_discriminator, build_generator
+    """The model's networks computing in the search precision."""
+    from inpaint.models import cast_networks
 
     policy = "float32" if precision == "float32" else "mixed_bfloat16"
-    if model.generator.dtype_policy.name == policy:
-        return model.generator, model.discriminator
-    g = build_generator(model.config.model, policy)
-    d = build_discriminator(model.config.model, policy)
-    g.set_weights(model.generator.get_weights())
-    d.set_weights(model.discriminator.get_weights())
-    return g, d
+    return cast_networks(model.generator, model.discriminator, model.config.model, policy)

@@ -85,6 +85,9 @@ class ModelConfig:
             raise ConfigError(f"model.deformable lists a layer twice: {self.deformable}")
 
 
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 25
@@ -99,6 +102,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_every: int = 200  # steps
     log_every: int = 10  # steps
+    # tf.distribute: "default" (one device, no strategy), "mirrored" (the local GPUs, else the
+    # logical CPU devices) or "multi-worker" (machines listed in TF_CONFIG). The global batch
+    # is split over the replicas; see README, Beyond one machine.
+    strategy: str = "default"
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "g_steps", "checkpoint_every", "keep_checkpoints",
@@ -109,6 +116,7 @@ class TrainConfig:
         if not 0.0 <= self.beta1 < 1.0:
             raise ConfigError(f"train.beta1 must be in [0, 1), got {self.beta1}")
         _choice("train.precision", self.precision, ("float32", "mixed_bfloat16", "mixed_float16"))
+        _choice("train.strategy", self.strategy, STRATEGIES)
 
 
 @dataclass
@@ -128,10 +136,11 @@ class Config:
 
 
 # Keys that may change when a run is resumed: they schedule the run but do not change the models
-# or the optimisation, so extending a run (`--epochs 40`) is not a conflict.
+# or the optimisation, so extending a run (`--epochs 40`) is not a conflict. The strategy only
+# decides where the same global batch is computed, so a run may resume on any number of replicas.
 RESUMABLE_KEYS = frozenset({
     "train.epochs", "train.checkpoint_every", "train.keep_checkpoints", "train.sample_every",
-    "train.log_every",
+    "train.log_every", "train.strategy",
 })
 
 

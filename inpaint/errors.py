@@ -45,3 +45,8 @@ class Interrupted(InpaintError):
 class AlignError(InpaintError):
     """Face alignment cannot run as asked: dlib or a model file is missing or unreadable, an output
     folder holds faces aligned with other settings, two inputs would share an output name."""
+
+
+class WorkerLost(InpaintError):
+    """A multi-worker training lost contact with another worker (it died, or the network did);
+    the chief's last checkpoint is whole, and restarting every worker resumes from it."""

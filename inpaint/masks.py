@@ -13,6 +13,7 @@ Mask types (as in the reference completion code, plus a box and files):
 
 from __future__ import annotations
 
+import glob
 import zlib
 from pathlib import Path
 
@@ -119,7 +120,8 @@ def find_mask_for(mask_dir: Path, stem: str) -> Path:
     """The mask in `mask_dir` with the image's stem (any image suffix); MaskError if none."""
     from inpaint.images import is_image_path
 
-    found = sorted(p for p in mask_dir.glob(f"{stem}.*") if is_image_path(p))
+    # escaped: a stem like "a[1]" is a name, not a pattern
+    found = sorted(p for p in mask_dir.glob(f"{glob.escape(stem)}.*") if is_image_path(p))
     if not found:
         raise MaskError(f"no mask for image {stem!r} in {mask_dir} (expected {stem}.png)")
     return found[0]

@@ -224,14 +224,21 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
         raise ModelError(f"{model_dir}/model.json is unreadable: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelError(f"{model_dir}/model.json is not an inpaint model description")
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
+    version, sums = meta.get("format_version", 0), meta.get("sha256")
+    if not isinstance(version, int) or not isinstance(sums, dict):
+        raise ModelError(f"{model_dir}/model.json is damaged (format_version or sha256 missing "
+                         "or of the wrong type); re-export the model")
+    if version > MODEL_FORMAT_VERSION:
         raise ModelError(f"{model_dir} was written by a newer inpaint (format "
-                         f"{meta.get('format_version')}); upgrade inpaint")
+                         f"{version}); upgrade inpaint")
     for name in MODEL_FILES:
         if not (model_dir / name).is_file():
             raise ModelError(f"{model_dir} is incomplete: {name} is missing")
-        expected = meta.get("sha256", {}).get(name)
-        if verify and expected and _sha256(model_dir / name) != expected:
+        expected = sums.get(name)
+        if verify and not isinstance(expected, str):  # a removed checksum must not skip the check
+            raise ModelError(f"{model_dir}/model.json has no checksum for {name}; re-export the "
+                             "model")
+        if verify and _sha256(model_dir / name) != expected:
             raise ModelError(f"{model_dir}/{name} does not match the checksum in model.json "
                              "(modified or corrupt); re-export the model")
     try:

@@ -15,6 +15,7 @@ A checkpoint is written into a temporary folder and renamed into place when comp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import numpy as np
 
 from inpaint import __version__
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
-from inpaint.errors import ConfigError, DataError, Interrupted, RunDirError
+from inpaint.errors import ConfigError, DataError, Interrupted, RunDirError, WorkerLost
 from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,14 @@ N_SAMPLES = 64  # the 8x8 sample grid
 # ----------------------------------------------------------------------------- run directory
 
 
-def prepare_run_dir(run_dir: str | Path, cfg: Config) -> Config:
+def prepare_run_dir(run_dir: str | Path, cfg: Config, write: bool = True) -> Config:
     """Create `run_dir` for `cfg`, or check that an existing run there can continue with it.
 
     An existing run continues only if `cfg` differs from its stored config in scheduling keys
-    (epochs, checkpoint/sample/log intervals); any other difference is a RunDirError naming the
-    keys. A non-empty folder that holds no run is refused too. Writes the resolved config."""
+    (epochs, checkpoint/sample/log intervals, strategy); any other difference is a RunDirError
+    naming the keys. A non-empty folder that holds no run is refused too. Writes the resolved
+    config. `write=False` (the non-chief workers of a multi-worker run, which write nothing)
+    only checks the stored config, if the chief has written one."""
     run_dir = Path(run_dir)
     stored_path = run_dir / "config.toml"
     if stored_path.is_file():
@@ -60,7 +63,9 @@ def prepare_run_dir(run_dir: str | Path, cfg: Config) -> Config:
             lines = "; ".join(f"{k}: run has {a!r}, asked for {b!r}" for k, a, b in conflicts)
             raise RunDirError(f"{run_dir} holds a run with a different config ({lines}). "
                               "Resume it without changing these, or train into a new --out.")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    if not write:
+        return cfg
+    if not stored_path.is_file() and run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(f"{run_dir} is not empty and holds no inpaint run (no config.toml); "
                           "choose a new or empty --out directory")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +79,77 @@ def stored_config(run_dir: str | Path) -> Config | None:
     return load_config(path) if path.is_file() else None
 
 
+# ----------------------------------------------------------------------------- distribution
+
+
+def tf_config_task() -> tuple[str | None, int, dict]:
+    """(task type, task index, cluster) from the TF_CONFIG environment variable that
+    tf.distribute reads; (None, 0, {}) when it is unset. ConfigError when it is malformed."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return None, 0, {}
+    try:
+        spec = json.loads(text)
+        cluster, task = spec.get("cluster", {}), spec.get("task", {})
+        kind, index = task.get("type"), int(task.get("index", 0))
+        if not isinstance(cluster, dict) or not isinstance(kind, str) \
+                or index >= len(cluster.get(kind, [])) or index < 0:
+            raise ValueError
+    except (ValueError, TypeError, AttributeError):
+        raise ConfigError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host1:port", '
+                          '"host2:port"]}, "task": {"type": "worker", "index": 0}} with the task '
+                          "in the cluster; got " + text[:200]) from None
+    return kind, index, cluster
+
+
+def is_chief(strategy: str) -> bool:
+    """Whether this process writes the run directory. Only multi-worker runs have others: there
+    the chief is task "chief", or worker 0 when the cluster names no chief."""
+    if strategy != "multi-worker":
+        return True
+    kind, index, cluster = tf_config_task()
+    return kind in (None, "chief") or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+_STRATEGIES: dict = {}  # one per kind and process, see make_strategy
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for `train.strategy`: None for "default" (no strategy: the plain
+    single-device step); "mirrored": MirroredStrategy over the local GPUs, or over the logical
+    CPU devices when there is none; "multi-worker": MultiWorkerMirroredStrategy over the cluster
+    in TF_CONFIG. Call it before TensorFlow runs anything (collectives are configured at start).
+
+    A process gets one strategy of each kind, reused by later calls: every new MirroredStrategy
+    numbers its collectives from the same keys, and TensorFlow aborts a collective whose key an
+    earlier one of another shape used ("Shape mismatch in the collective instance")."""
+    import tensorflow as tf
+
+    if name == "default":
+        return None
+    if name in _STRATEGIES:
+        return _STRATEGIES[name]
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
+    elif name == "multi-worker":
+        if tf_config_task()[0] is None:
+            raise ConfigError("train.strategy = 'multi-worker' takes the machines from TF_CONFIG, "
+                              "which is not set (see README, Beyond one machine)")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        raise ConfigError(f"unknown train.strategy {name!r}")
+    _STRATEGIES[name] = strategy
+    return strategy
+
+
+def _batchnorm_layers(*models) -> list:
+    import keras
+
+    return [layer for m in models for layer in m.layers
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 # ----------------------------------------------------------------------------- the GAN
 
 
@@ -82,18 +158,23 @@ class GANTrainer:
 
     Losses are those of the reference DCGAN: the discriminator's sigmoid cross-entropy on real
     (label 1) and generated (label 0) batches, and the non-saturating generator loss -log D(G(z)),
-    minimised `g_steps` times per discriminator update with the same z."""
+    minimised `g_steps` times per discriminator update with the same z.
 
-    def __init__(self, cfg: Config):
+    With a tf.distribute `strategy` the networks and optimizers are mirrored on its replicas and
+    each step splits the global batch (and its z) over them; the optimizers sum the replicas'
+    gradients, so the update is that of the whole batch. Without one (the default) the step runs
+    on one device as a plain tf.function."""
+
+    def __init__(self, cfg: Config, strategy=None):
         import keras
         import tensorflow as tf
 
         from inpaint.models import build_models
 
         self.cfg = cfg
+        self.strategy = strategy
         t = cfg.train
         keras.utils.set_random_seed(t.seed)
-        self.generator, self.discriminator = build_models(cfg)
 
         def adam():
             opt = keras.optimizers.Adam(learning_rate=t.lr, beta_1=t.beta1, epsilon=t.adam_epsilon)
@@ -101,28 +182,45 @@ class GANTrainer:
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             return opt
 
-        self.g_opt, self.d_opt = adam(), adam()
-        self.g_opt.build(self.generator.trainable_variables)
-        self.d_opt.build(self.discriminator.trainable_variables)
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            self.generator, self.discriminator = build_models(cfg)
+            if strategy is not None:
+                # Keras 3 batch norm normalises each replica's share with that share's moments
+                # and lets every replica write its own copy of the moving averages, which then
+                # drift apart (tests/test_distribute.py). Synchronised, the moments are
+                # all-reduced: every replica normalises with the global batch's, as one device.
+                for layer in _batchnorm_layers(self.generator, self.discriminator):
+                    layer.synchronized = True
+            self.g_opt, self.d_opt = adam(), adam()
+            self.g_opt.build(self.generator.trainable_variables)
+            self.d_opt.build(self.discriminator.trainable_variables)
         self.rng = tf.random.Generator.from_seed(t.seed)
         self.sample_z = np.random.default_rng([t.seed, 1]).uniform(
             -1.0, 1.0, (N_SAMPLES, cfg.model.z_dim)).astype(np.float32)
         self.step = 0
         self._train_step = tf.function(self._step)
+        self._distributed_train_step = tf.function(self._distributed_step)
 
     def _step(self, real):
         import tensorflow as tf
 
+        z = self.rng.uniform([tf.shape(real)[0], self.cfg.model.z_dim], -1.0, 1.0)
+        return self._update(real, z, tf.reduce_mean)
+
+    def _update(self, real, z, mean):
+        """The GAN update on `real` and `z`; `mean` reduces per-example values (B, 1) to the
+        batch mean (on one replica: its share's sum over the global batch size)."""
+        import tensorflow as tf
+
         G, D = self.generator, self.discriminator
         bce = tf.nn.sigmoid_cross_entropy_with_logits
-        z = self.rng.uniform([tf.shape(real)[0], self.cfg.model.z_dim], -1.0, 1.0)
         scaled = self.cfg.train.precision == "mixed_float16"
         with tf.GradientTape() as tape:
             fake = G(z, training=True)
             real_logits = D(real, training=True)
             fake_logits = D(fake, training=True)
-            d_loss = (tf.reduce_mean(bce(tf.ones_like(real_logits), real_logits))
-                      + tf.reduce_mean(bce(tf.zeros_like(fake_logits), fake_logits)))
+            d_loss = (mean(bce(tf.ones_like(real_logits), real_logits))
+                      + mean(bce(tf.zeros_like(fake_logits), fake_logits)))
             d_obj = self.d_opt.scale_loss(d_loss) if scaled else d_loss
         grads = tape.gradient(d_obj, D.trainable_variables)
         self.d_opt.apply(grads, D.trainable_variables)
@@ -130,18 +228,57 @@ class GANTrainer:
         for _ in range(self.cfg.train.g_steps):
             with tf.GradientTape() as tape:
                 logits = D(G(z, training=True), training=True)
-                g_loss = tf.reduce_mean(bce(tf.ones_like(logits), logits))
+                g_loss = mean(bce(tf.ones_like(logits), logits))
                 g_obj = self.g_opt.scale_loss(g_loss) if scaled else g_loss
             grads = tape.gradient(g_obj, G.trainable_variables)
             self.g_opt.apply(grads, G.trainable_variables)
         return {"d_loss": d_loss, "g_loss": g_loss,
-                "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
-                "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
+                "d_real": mean(tf.sigmoid(real_logits)),
+                "d_fake": mean(tf.sigmoid(fake_logits))}
+
+    def _distributed_step(self, real, z):
+        """`real`, `z`: per-replica shares of the global batch. Each replica's losses are its
+        examples' sum divided by the global batch size (tf.nn.compute_average_loss), so the
+        replicas' gradients, which the optimizers sum, are those of the global mean."""
+        import tensorflow as tf
+
+        def replica_mean(per_example):
+            return tf.nn.compute_average_loss(tf.reshape(per_example, [-1]))
+
+        def replica_step(real, z):
+            return self._update(real, z, replica_mean)
+
+        out = self.strategy.run(replica_step, args=(real, z))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in out.items()}
+
+    def _split_batch(self, real):
+        """The global batch and its z -> per-replica rows, each on its replica's device. z comes
+        from the host's generator, as the single-device step draws it, so every number of
+        replicas trains on the same z (workers share the seed, so they draw the same)."""
+        import tensorflow as tf
+
+        real = tf.convert_to_tensor(real, tf.float32)
+        b, n = int(real.shape[0]), self.strategy.num_replicas_in_sync
+        if b % n:
+            raise ConfigError(f"a batch of {b} cannot be split evenly over {n} replicas; make "
+                              f"train.batch_size a multiple of {n}")
+        z = self.rng.uniform([b, self.cfg.model.z_dim], -1.0, 1.0)
+        per = b // n
+
+        def share(ctx):
+            i = ctx.replica_id_in_sync_group
+            return real[i * per:(i + 1) * per], z[i * per:(i + 1) * per]
+
+        return self.strategy.experimental_distribute_values_from_function(share)
 
     def train_step(self, real) -> dict[str, float]:
         """One discriminator update and `g_steps` generator updates on `real`:
-        (B, S, S, C) float32 in [-1, 1]. Returns the losses as floats."""
-        out = self._train_step(real)
+        (B, S, S, C) float32 in [-1, 1] (the global batch). Returns the losses as floats."""
+        if self.strategy is None:
+            out = self._train_step(real)
+        else:
+            out = self._distributed_train_step(*self._split_batch(real))
         self.step += 1
         return {k: float(v) for k, v in out.items()}
 
@@ -178,7 +315,14 @@ class GANTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         for old in list_checkpoints(ckpt_root)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            # renamed first, so a crash halfway through the deletion leaves no half checkpoint
+            # under a checkpoint's name (remove_stale_temporaries clears it on the next start)
+            doomed = ckpt_root / f".tmp-old-{old.name}"
+            try:
+                os.rename(old, doomed)
+            except OSError:
+                continue
+            shutil.rmtree(doomed, ignore_errors=True)
         return final
 
     def load_checkpoint(self, path: Path) -> None:
@@ -196,6 +340,14 @@ class GANTrainer:
                 for v, k in zip(variables, keys):
                     v.assign(state[k])
         self.step = int(json.loads((path / "state.json").read_text())["step"])
+
+    @staticmethod
+    def remove_stale_temporaries(ckpt_root: Path) -> None:
+        """Delete the temporary folders of checkpoints a killed process was writing or
+        deleting (`.tmp-*`); only the process that writes checkpoints may call it."""
+        if ckpt_root.is_dir():
+            for p in ckpt_root.glob(".tmp-*"):
+                shutil.rmtree(p, ignore_errors=True)
 
     def restore_latest(self, ckpt_root: Path) -> Path | None:
         """Load the newest loadable checkpoint; a damaged one is skipped with a warning.
@@ -257,7 +409,11 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
     """Train (or resume) the run in `run_dir` on the images below `dataset_dir`, then export
     `run_dir/model`. `cfg` must already be accepted by `prepare_run_dir`.
 
-    Ctrl-C saves a checkpoint and raises Interrupted; re-running resumes from it."""
+    Ctrl-C saves a checkpoint and raises Interrupted; re-running resumes from it.
+
+    With `train.strategy` "mirrored" or "multi-worker" the steps run on tf.distribute replicas.
+    In a multi-worker run every worker runs this with the same dataset and `run_dir` (a folder
+    they all see); only the chief writes to it (checkpoints, samples, logs, the model)."""
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -265,6 +421,12 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
 
     run_dir = Path(run_dir)
     t = cfg.train
+    strategy = make_strategy(t.strategy)  # first: multi-worker collectives are set up at start
+    chief = is_chief(t.strategy)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if t.batch_size % replicas:
+        raise ConfigError(f"train.batch_size {t.batch_size} cannot be split evenly over "
+                          f"{replicas} replicas; use a multiple of {replicas}")
     data = load_face_dataset(dataset_dir, cfg.model.image_size, cfg.data, progress=progress)
     if len(data) < t.batch_size:
         raise DataError(f"{dataset_dir} has {len(data)} usable images, fewer than the batch size "
@@ -273,13 +435,18 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
         log.warning("%d of %d files could not be read and are skipped", len(data.skipped),
                     data.n_files)
 
-    trainer = GANTrainer(cfg)
+    trainer = GANTrainer(cfg, strategy)
     ckpt_root = run_dir / "checkpoints"
+    if chief:
+        trainer.remove_stale_temporaries(ckpt_root)
     restored = trainer.restore_latest(ckpt_root)
     start = trainer.step
     if restored:
-        log.info("resuming from %s (step %d)", restored, start)
-    _truncate_metrics(run_dir / "metrics.jsonl", start)
+        log.info("resuming from %s (step %d) on %d replica(s)", restored, start, replicas)
+    if strategy is not None:
+        _check_workers_agree(strategy, start, run_dir)
+    if chief:
+        _truncate_metrics(run_dir / "metrics.jsonl", start)
 
     steps_per_epoch = len(data) // t.batch_size
     total = t.epochs * steps_per_epoch
@@ -288,14 +455,18 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
         "images": len(data), "skipped": len(data.skipped),
         "skipped_files": [{"path": p, "reason": r} for p, r in data.skipped[:100]],
         "steps_per_epoch": steps_per_epoch, "total_steps": total, "resumed_from": start,
+        "strategy": t.strategy, "replicas": replicas,
         "inpaint_version": __version__, "tensorflow_version": tf.__version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_bytes(run_dir / "run.json", json.dumps(record, indent=2).encode())
+    if chief:
+        atomic_write_bytes(run_dir / "run.json", json.dumps(record, indent=2).encode())
 
-    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    writer = (tf.summary.create_file_writer(str(run_dir / "logs")) if chief
+              else tf.summary.create_noop_writer())
     t0 = time.time()
-    bar = tqdm(total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, disable=not progress or not chief, unit="step",
+               dynamic_ncols=True)
     last_t, last_step = time.time(), start
 
     def epoch_of(step: int) -> int:
@@ -317,7 +488,7 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
                 m = trainer.train_step(real)
                 bar.update(1)
                 step = trainer.step
-                if step % t.log_every == 0 or step == total:
+                if chief and (step % t.log_every == 0 or step == total):
                     now = time.time()
                     m["images_per_s"] = (step - last_step) * t.batch_size / max(now - last_t, 1e-9)
                     last_t, last_step = now, step
@@ -328,19 +499,34 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
                                   {"step": step, "epoch": epoch + 1, **m})
                     bar.set_postfix(d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
                                     img_s=f"{m['images_per_s']:.0f}")
-                if step % t.sample_every == 0:
+                if chief and step % t.sample_every == 0:
                     write_samples()
-                if step % t.checkpoint_every == 0:
+                if chief and step % t.checkpoint_every == 0:
                     trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(step))
                 if step >= total:
                     break
+    except tf.errors.OpError as exc:
+        if t.strategy != "multi-worker":
+            raise
+        bar.close()
+        found = re.search(r"aborted by: (.*)", exc.message)  # the cause, under TF's trace
+        reason = found.group(1).strip() if found else type(exc).__name__
+        raise WorkerLost(f"lost contact with another worker after step {trainer.step} ({reason}); "
+                         f"restart every worker with the same command to resume from the "
+                         f"chief's last checkpoint in {ckpt_root}") from None
     except KeyboardInterrupt:
         bar.close()
+        if not chief:
+            raise Interrupted(f"interrupted at step {trainer.step}; this worker writes no "
+                              "checkpoints (the chief does)") from None
         path = trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(trainer.step))
         writer.flush()
         raise Interrupted(f"interrupted at step {trainer.step}; checkpoint saved to {path}. "
                           "Re-run the same command to resume.") from None
     bar.close()
+    if not chief:
+        return TrainResult(run_dir, trainer.step, total, len(data), data.skipped, start, None,
+                           time.time() - t0)
     trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(trainer.step))
     if not (run_dir / "samples" / f"step_{trainer.step:07d}.png").exists():
         write_samples()
@@ -354,6 +540,23 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
                        seconds)
 
 
+def _check_workers_agree(strategy, step: int, run_dir: Path) -> None:
+    """RunDirError unless every replica resumed at the same step (workers that do not all see
+    the same run directory would train different weights under one name)."""
+    import tensorflow as tf
+
+    @tf.function
+    def moments():  # the mean of step and step^2 over the replicas: equal steps, no variance
+        per_replica = strategy.run(lambda: tf.constant([step, step * step], tf.float64))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+    mean, mean_sq = moments().numpy()
+    if mean_sq - mean * mean > 0.25:
+        raise RunDirError(f"the workers resumed {run_dir} at different steps (this one at {step}, "
+                          f"the mean {mean:g}); every worker must see the same run directory "
+                          "(a shared folder)")
+
+
 def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None) -> Path:
     """Export `run_dir/model` from `trainer`, or from the run's latest checkpoint."""
     from inpaint.models import export_model
@@ -363,5 +566,15 @@ def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = No
         trainer = GANTrainer(cfg)
         if trainer.restore_latest(run_dir / "checkpoints") is None:
             raise RunDirError(f"{run_dir} has no checkpoint to export; train first")
-    return export_model(run_dir / "model", trainer.generator, trainer.discriminator, cfg,
-                        step=trainer.step, extra={"run": str(run_dir.resolve())})
+    # Synchronised batch norm is a training setting of distributed runs: exported models are
+    # the same whatever the strategy.
+    synced = [bn for bn in _batchnorm_layers(trainer.generator, trainer.discriminator)
+              if bn.synchronized]
+    for bn in synced:
+        bn.synchronized = False
+    try:
+        return export_model(run_dir / "model", trainer.generator, trainer.discriminator, cfg,
+                            step=trainer.step, extra={"run": str(run_dir.resolve())})
+    finally:
+        for bn in synced:
+            bn.synchronized = True

@@ -139,7 +139,6 @@ def bench_complete(repeats: int = 5) -> list[dict]:
 RECIPES = {
     # the seed's recipe (the reference code): momentum, 1000 iterations, plain L1, no blending
     "seed (momentum, plain L1)": dict(optimizer="momentum", context_weighting="none"),
-    "momentum + yeh weighting": dict(optimizer="momentum"),
     "adam + yeh weighting": dict(optimizer="adam"),
     "adam + yeh, bf16": dict(optimizer="adam", precision="bfloat16"),
 }

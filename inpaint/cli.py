@@ -228,7 +228,8 @@ def _model_path(model: Path | None) -> Path:
               help="Weight of the perceptual loss.")
 @click.option("--optimizer", default="adam", show_default=True,
               type=click.Choice(["adam", "momentum"]))
-@click.option("--iters", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
+              help="Search iterations (the reference used 1000 with momentum; see README).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
               help="Step size (default 0.03 for adam, 0.01 for momentum).")
 @click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1))
@@ -244,7 +245,7 @@ def _model_path(model: Path | None) -> Path:
               help="Largest shift in pixels along each axis, with --optimize-shift.")
 @click.option("--blend/--no-blend", default=True, show_default=True,
               help="Poisson-blend G(z) into the hole.")
-@click.option("--out-interval", "--outInterval", "out_interval", default=50, show_default=True,
+@click.option("--out-interval", "--outInterval", "out_interval", default=10, show_default=True,
               type=click.IntRange(min=1), help="Iterations between progress frames.")
 @click.option("--batch-size", "--batchSize", "batch_size", default=64, show_default=True,
               type=click.IntRange(min=1))
@@ -412,7 +413,8 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
               type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
                                  "lowres"]),
               help="Repeatable (default: center, random, left).")
-@click.option("--iters", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
+              help="Search iterations (the reference used 1000 with momentum; see README).")
 @click.option("--optimizer", default="adam", show_default=True,
               type=click.Choice(["adam", "momentum"]))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))

@@ -38,7 +38,7 @@ DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
 class SearchOptions:
     """The latent search. Defaults are the toolkit's recommended settings (see README)."""
 
-    iters: int = 1000
+    iters: int = 150  # measured: Adam with Yeh weighting has converged by ~100 (README)
     optimizer: str = "adam"  # "adam" | "momentum" (the reference's Nesterov update)
     lr: float | None = None  # None: 0.03 for adam, 0.01 for momentum
     momentum: float = 0.9
@@ -401,7 +401,7 @@ def _prepare(path: Path, stem: str, mask: MaskSpec, size: int,
 
 def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSpec,
                    options: SearchOptions, batch_size: int = 64, blend_result: bool = True,
-                   out_interval: int = 50, overwrite: bool = False, progress: bool = True,
+                   out_interval: int = 10, overwrite: bool = False, progress: bool = True,
                    run_options: dict | None = None,
                    shard: tuple[int, int] | None = None) -> FilesSummary:
     """Complete every image file in `inputs` with `model` (models.LoadedModel) and write into

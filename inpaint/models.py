@@ -26,6 +26,7 @@ from keras import layers
 from inpaint import __version__
 from inpaint.config import Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
+from inpaint.images import _UMASK
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
@@ -170,6 +171,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_UMASK)  # an ordinary folder, not mkdtemp's private 0700
         generator.save(tmp / "generator.keras")
         discriminator.save(tmp / "discriminator.keras")
         (tmp / "config.toml").write_text(dumps_config(cfg), encoding="utf-8")

@@ -52,6 +52,8 @@ def select(args) -> None:
     rows = []
     for ckpt in list_checkpoints(args.run / "checkpoints"):
         step = int(ckpt.name.split("-")[1])
+        if step < args.min_step:
+            continue
         trainer = trainer_at(args.run, step)
         with tempfile.TemporaryDirectory() as tmp:
             export_model(Path(tmp) / "m", trainer.generator, trainer.discriminator,
@@ -87,9 +89,10 @@ def main() -> None:
     s.add_argument("run", type=Path)
     s.add_argument("--images", type=Path, default=ROOT / "aligned" / "celeba-val")
     s.add_argument("--limit", type=int, default=64)
-    s.add_argument("--iters", type=int, default=200)
+    s.add_argument("--iters", type=int, default=150)
     s.add_argument("--mask", default="center")
     s.add_argument("--precision", default="float32")
+    s.add_argument("--min-step", type=int, default=0, help="skip earlier checkpoints")
     k = sub.add_parser("package")
     k.add_argument("run", type=Path)
     k.add_argument("--step", type=int, help="default: the latest checkpoint")

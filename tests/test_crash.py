@@ -317,12 +317,12 @@ def interrupt_case(command: str, tmp_path: Path, tiny_run: Path | None):
                 lambda r: (out / "log.jsonl").is_file(),
                 "Error: interrupted; the images completed so far are in ")
     if command == "align":
-        src = photos(tmp_path / "photos", 40)
+        src = photos(tmp_path / "photos", 300)  # seconds of work left after the 2nd record
         out = tmp_path / "aligned"
         return (["align", src, "--out-dir", out, "-q"],
                 lambda r: len(align_records(out)) >= 2,
                 "Error: interrupted; the records of the inputs done so far are in ")
-    frames = gif_frames(tmp_path / "frames")
+    frames = gif_frames(tmp_path / "frames", 1500)  # seconds of writing, even on a busy CPU
     return (["make-gif", frames, "-o", tmp_path / "out.gif"],  # the bar says when it works
             lambda r: b"writing out.gif" in r.stderr,
             "Interrupted.")

@@ -31,14 +31,20 @@ TINY = ROOT / "configs" / "tiny.toml"
 LIMIT = 180  # seconds any one command may take here before the test fails
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Running:
     """`python -m inpaint ARGS` in a subprocess, its output collected as it comes."""
 
     def __init__(self, *args, cwd: Path | None = None):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+        # A shell that starts jobs in the background (CI runners, `nohup ... &`) passes SIGINT
+        # on ignored, and Python then installs no Ctrl-C handler; a terminal would not.
         self.proc = subprocess.Popen([sys.executable, "-m", "inpaint", *map(str, args)],
                                      cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=_default_sigint)
         self.stdout, self.stderr = bytearray(), bytearray()
         self._pumps = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
                        for s, b in ((self.proc.stdout, self.stdout),

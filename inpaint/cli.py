@@ -443,26 +443,17 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
     _setup_logging(quiet)
     import json
 
-    import numpy as np
     from tqdm import tqdm
 
     from inpaint.complete import SearchOptions
-    from inpaint.errors import ImageReadError
     from inpaint.evaluate import evaluate_mask, markdown_table
-    from inpaint.images import atomic_write_bytes, crop_resize, expand_inputs, read_image
+    from inpaint.images import atomic_write_bytes, expand_inputs, read_faces
     from inpaint.models import load_model
 
     paths = expand_inputs(images)[:limit]
     loaded = load_model(_model_path(model))
-    size = loaded.config.model.image_size
-    faces, stems, failed = [], [], []
-    for p in paths:
-        try:
-            faces.append(crop_resize(read_image(p), size, "center", 1.0))
-            stems.append(p.stem)
-        except ImageReadError as exc:
-            failed.append(str(exc))
-    if not faces:
+    faces, stems, failed = read_faces(paths, loaded.config.model.image_size)
+    if not len(faces):
         raise click.BadParameter("no readable images", param_hint="IMAGES")
     opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, lam=lam,
                          context_weighting=context_weighting, perceptual=perceptual,
@@ -472,7 +463,7 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
     with tqdm(total=len(faces) * len(kinds), disable=quiet, unit="img") as bar:
         for kind in kinds:
             bar.set_description(kind)
-            results[kind] = evaluate_mask(loaded, np.stack(faces), stems, kind, opts,
+            results[kind] = evaluate_mask(loaded, faces, stems, kind, opts,
                                           batch_size=batch_size, progress=bar.update)
     click.echo(markdown_table(results))
     for reason in failed:

@@ -142,6 +142,20 @@ def crop_resize(img: np.ndarray, size: int, crop: str = "center", fraction: floa
     return np.asarray(im, dtype=np.uint8)
 
 
+def read_faces(paths: Iterable[str | Path], size: int,
+               ) -> tuple[np.ndarray, list[str], list[str]]:
+    """Read images as `size` x `size` faces (centre square, resized): `(faces (N, S, S, 3) uint8,
+    their file stems, the reasons of the files that could not be read)`."""
+    faces, stems, failed = [], [], []
+    for p in paths:
+        try:
+            faces.append(crop_resize(read_image(p), size))
+            stems.append(Path(p).stem)
+        except ImageReadError as exc:
+            failed.append(str(exc))
+    return (np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)), stems, failed
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return img.astype(np.float32) / 127.5 - 1.0

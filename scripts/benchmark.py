@@ -145,10 +145,10 @@ RECIPES = {
 
 
 def load_faces(images: Path, limit: int):
-    from inpaint.images import crop_resize, find_images, read_image
+    from inpaint.images import find_images, read_faces
 
-    paths = find_images(images)[:limit]
-    return np.stack([crop_resize(read_image(p), 64) for p in paths]), [p.stem for p in paths]
+    faces, stems, _ = read_faces(find_images(images)[:limit], 64)
+    return faces, stems
 
 
 def bench_curves(model_path: Path, images: Path, limit: int, iters: int, mask: str) -> None:

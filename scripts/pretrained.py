@@ -23,11 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 
 from inpaint.complete import SearchOptions  # noqa: E402
 from inpaint.evaluate import evaluate_mask  # noqa: E402
-from inpaint.images import crop_resize, find_images, read_image  # noqa: E402
+from inpaint.images import find_images, read_faces  # noqa: E402
 from inpaint.models import PRETRAINED_DIR, export_model, load_model  # noqa: E402
 from inpaint.train import GANTrainer, list_checkpoints, stored_config  # noqa: E402
 
@@ -45,9 +44,7 @@ def trainer_at(run: Path, step: int | None) -> GANTrainer:
 
 
 def select(args) -> None:
-    paths = find_images(args.images)[: args.limit]
-    faces = np.stack([crop_resize(read_image(p), 64) for p in paths])
-    stems = [p.stem for p in paths]
+    faces, stems, _ = read_faces(find_images(args.images)[: args.limit], 64)
     opts = SearchOptions(iters=args.iters, precision=args.precision)
     rows = []
     for ckpt in list_checkpoints(args.run / "checkpoints"):

@@ -104,3 +104,13 @@ def test_make_grid_layout():
     g = make_grid(ims, ncols=3, pad=1, fill=255)
     assert g.shape == (2 * 2 + 3, 3 * 3 + 4, 3)
     assert (g[1:3, 1:4] == 0).all() and (g[4:6, 5:8] == 4).all()
+
+
+def test_read_faces_resizes_and_reports_failures(tmp_path):
+    from inpaint.images import read_faces
+
+    Image.new("RGB", (20, 30), (10, 20, 30)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"junk")
+    faces, stems, failed = read_faces([tmp_path / "a.png", tmp_path / "b.png"], 8)
+    assert faces.shape == (1, 8, 8, 3) and (faces == (10, 20, 30)).all()
+    assert stems == ["a"] and len(failed) == 1 and "b.png" in failed[0]

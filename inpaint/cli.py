@@ -115,10 +115,14 @@ def _build_config(config_path, sets, shortcuts, base_run: Path | None):
 
 
 @cli.command("train-dcgan")
-@click.option("--dataset", type=click.Path(path_type=Path),
-              help="Folder of face images (searched recursively). Optional when resuming.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+@click.option("--dataset", "datasets", multiple=True, type=click.Path(path_type=Path),
+              help="Folder of face images (searched recursively); repeat it to train on "
+                   "several. Optional when resuming.")
+@click.option("-o", "--out-dir", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="Run directory (created; re-running resumes it).")
+@click.option("--init-from", type=click.Path(path_type=Path), metavar="MODEL_DIR",
+              help="Start a new run from the weights of an exported model (e.g. the shipped "
+                   "one: 'pretrained') with fresh optimizer state; its config is the default.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML config (default: the run's stored config, else dcgan64).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Shortcut for --set train.epochs=N.")
@@ -133,7 +137,7 @@ def _build_config(config_path, sets, shortcuts, base_run: Path | None):
               help="Override any config value, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--export-only", is_flag=True, help="Export model/ from the latest checkpoint.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
-def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, strategy, sets,
+def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed, precision, strategy, sets,
                 export_only, quiet):
     """Train a DCGAN on a folder of aligned faces (alias: train).
 
@@ -146,6 +150,10 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
 
     shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
                  "train.precision": precision, "train.strategy": strategy}
+    if init_from is not None:
+        init_from = _init_model_dir(init_from)
+        if config_path is None and training.stored_config(out) is None:
+            config_path = init_from / "config.toml"
     cfg = _build_config(config_path, sets, shortcuts, out)
     if export_only:
         stored = training.stored_config(out)
@@ -154,11 +162,10 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
         path = training.export_run(out, stored)
         click.echo(f"exported {path}")
         return
-    if dataset is None:
-        dataset = _recorded_dataset(out)
+    datasets = list(datasets) or _recorded_dataset(out)
     chief = training.is_chief(cfg.train.strategy)
     training.prepare_run_dir(out, cfg, write=chief)
-    result = training.train(dataset, out, cfg, progress=not quiet)
+    result = training.train(datasets, out, cfg, init_from=init_from, progress=not quiet)
     if not chief:
         click.echo(f"worker done at step {result.step}/{result.total_steps}; the chief wrote "
                    f"the run to {out}")
@@ -476,13 +483,32 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
         atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
 
 
-def _recorded_dataset(run_dir: Path) -> Path:
+def _recorded_dataset(run_dir: Path) -> list[Path]:
+    """The dataset folders the run in `run_dir` recorded (one string in older runs)."""
     import json
 
     try:
-        return Path(json.loads((run_dir / "run.json").read_text())["dataset"])
-    except (OSError, ValueError, KeyError):
-        raise click.UsageError("--dataset is required (no earlier run records one)") from None
+        found = json.loads((run_dir / "run.json").read_text())["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        found = None
+    if isinstance(found, str):
+        found = [found]
+    if not isinstance(found, list) or not found or not all(isinstance(p, str) for p in found):
+        raise click.UsageError("--dataset is required (no earlier run records one)")
+    return [Path(p) for p in found]
+
+
+def _init_model_dir(path: Path) -> Path:
+    """The model directory `--init-from` names; "pretrained" is the shipped model."""
+    from inpaint.errors import ModelError
+    from inpaint.models import PRETRAINED_DIR, resolve_model_dir
+
+    if str(path) == "pretrained" and not path.exists():
+        path = PRETRAINED_DIR
+    try:
+        return resolve_model_dir(path)
+    except ModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--init-from'") from None
 
 
 def main() -> None:

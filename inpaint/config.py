@@ -106,8 +106,14 @@ class TrainConfig:
     # logical CPU devices) or "multi-worker" (machines listed in TF_CONFIG). The global batch
     # is split over the replicas; see README, Beyond one machine.
     strategy: str = "default"
+    # Exponential moving average of the generator's weights (0 turns it off): the averaged
+    # generator is sampled, exported and searched. Its decay ramps up as min(ema_decay,
+    # (1 + step) / (10 + step)), so early averages do not hold on to the initial weights.
+    ema_decay: float = 0.999
 
     def validate(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         for key in ("epochs", "batch_size", "g_steps", "checkpoint_every", "keep_checkpoints",
                     "sample_every", "log_every"):
             _positive(f"train.{key}", getattr(self, key))

@@ -3,11 +3,13 @@
 A run directory holds:
     config.toml            the resolved config (what a resumed run and later commands read)
     run.json               dataset, image counts, skipped files, timings
-    checkpoints/ckpt-NNNNNNN/   weights, optimizer state, fixed sample z, RNG state, step
+    checkpoints/ckpt-NNNNNNN/   weights (and the generator's weight average), optimizer state,
+                           fixed sample z, RNG state, step
     samples/step_NNNNNNN.png    8x8 grid of G(fixed z)
     logs/                  TensorBoard scalars and sample images
     metrics.jsonl          one line per `log_every` steps
-    model/                 the exported inference model (see models.py)
+    model/                 the exported inference model (see models.py); its generator is the
+                           weight average (train.ema_decay) when the run keeps one
 
 A checkpoint is written into a temporary folder and renamed into place when complete, so the latest
 `ckpt-*` folder is always whole, whatever moment the process dies at.
@@ -24,6 +26,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,7 +172,7 @@ class GANTrainer:
         import keras
         import tensorflow as tf
 
-        from inpaint.models import build_models
+        from inpaint.models import build_generator, build_models
 
         self.cfg = cfg
         self.strategy = strategy
@@ -192,6 +195,11 @@ class GANTrainer:
                 for layer in _batchnorm_layers(self.generator, self.discriminator):
                     layer.synchronized = True
             self.g_opt, self.d_opt = adam(), adam()
+            # The weight average of the generator (train.ema_decay), updated after every step.
+            self.ema_generator = (build_generator(cfg.model, t.precision) if t.ema_decay > 0
+                                  else None)
+            if self.ema_generator is not None:
+                self.ema_generator.set_weights(self.generator.get_weights())
             self.g_opt.build(self.generator.trainable_variables)
             self.d_opt.build(self.discriminator.trainable_variables)
         self.rng = tf.random.Generator.from_seed(t.seed)
@@ -200,6 +208,18 @@ class GANTrainer:
         self.step = 0
         self._train_step = tf.function(self._step)
         self._distributed_train_step = tf.function(self._distributed_step)
+        self._ema_step = tf.function(self._update_ema)
+
+    def _update_ema(self, step):
+        """ema <- d * ema + (1 - d) * G for every generator variable (batch-norm statistics
+        included), d = min(ema_decay, (1 + step) / (10 + step)): the warm-up of TensorFlow's
+        ExponentialMovingAverage with num_updates, so the average forgets the initial weights."""
+        import tensorflow as tf
+
+        step = tf.cast(step, tf.float32)
+        d = tf.minimum(self.cfg.train.ema_decay, (1.0 + step) / (10.0 + step))
+        for e, v in zip(self.ema_generator.weights, self.generator.weights):
+            e.assign(d * e + (1.0 - d) * tf.cast(v, e.dtype))
 
     def _step(self, real):
         import tensorflow as tf
@@ -280,11 +300,42 @@ class GANTrainer:
         else:
             out = self._distributed_train_step(*self._split_batch(real))
         self.step += 1
+        if self.ema_generator is not None:
+            self._ema_step(self.step)
         return {k: float(v) for k, v in out.items()}
 
+    @property
+    def output_generator(self):
+        """The generator that is sampled and exported: the weight average when there is one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
     def samples(self) -> np.ndarray:
-        """G(fixed z) in inference mode: (64, S, S, C) uint8."""
-        return to_uint8(self.generator(self.sample_z, training=False).numpy())
+        """G(fixed z) in inference mode (the averaged G if train.ema_decay > 0):
+        (64, S, S, C) uint8."""
+        return to_uint8(self.output_generator(self.sample_z, training=False).numpy())
+
+    def init_from_model(self, path: str | Path) -> dict:
+        """Start from the weights of an exported model (the shipped one, another run's model/)
+        with fresh optimizer state: warm start. The model's architecture must equal this run's
+        (`model` config section); ConfigError naming the differing keys otherwise. Returns the
+        model's identity for the run record."""
+        from inpaint.models import load_model
+
+        loaded = load_model(path)
+        theirs, ours = loaded.config.to_dict()["model"], self.cfg.to_dict()["model"]
+        differ = [f"model.{k}: model has {theirs[k]!r}, run has {ours[k]!r}"
+                  for k in ours if theirs.get(k) != ours[k]]
+        if differ:
+            raise ConfigError(f"--init-from {path}: the model's architecture differs from this "
+                              f"run's ({'; '.join(differ)}); train with its config "
+                              f"({loaded.path / 'config.toml'})")
+        for src, dst in ((loaded.generator, self.generator),
+                         (loaded.discriminator, self.discriminator),
+                         (loaded.generator, self.ema_generator)):
+            if dst is not None:
+                dst.set_weights([np.asarray(w).astype(v.dtype) for w, v in
+                                 zip(src.get_weights(), dst.weights)])
+        return loaded.identity
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -299,6 +350,8 @@ class GANTrainer:
         try:
             self.generator.save_weights(tmp / "generator.weights.h5")
             self.discriminator.save_weights(tmp / "discriminator.weights.h5")
+            if self.ema_generator is not None:
+                self.ema_generator.save_weights(tmp / "generator_ema.weights.h5")
             arrays = {"sample_z": self.sample_z, "rng_state": self.rng.state.numpy()}
             for tag, opt in (("g_opt", self.g_opt), ("d_opt", self.d_opt)):
                 for i, v in enumerate(opt.variables):
@@ -326,9 +379,16 @@ class GANTrainer:
         return final
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore weights, optimizer state, RNG, sample z and step from a checkpoint folder."""
+        """Restore weights (and the generator average), optimizer state, RNG, sample z and step
+        from a checkpoint folder."""
         self.generator.load_weights(path / "generator.weights.h5")
         self.discriminator.load_weights(path / "discriminator.weights.h5")
+        if self.ema_generator is not None:
+            if (path / "generator_ema.weights.h5").is_file():
+                self.ema_generator.load_weights(path / "generator_ema.weights.h5")
+            else:  # a checkpoint of a run without the average: it starts here
+                log.info("%s has no generator average; starting it from the generator", path)
+                self.ema_generator.set_weights(self.generator.get_weights())
         with np.load(path / "state.npz", allow_pickle=False) as state:
             self.sample_z = state["sample_z"]
             self.rng.reset(state["rng_state"])
@@ -404,10 +464,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
-def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
-          progress: bool = True) -> TrainResult:
-    """Train (or resume) the run in `run_dir` on the images below `dataset_dir`, then export
-    `run_dir/model`. `cfg` must already be accepted by `prepare_run_dir`.
+def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, cfg: Config, *,
+          init_from: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train (or resume) the run in `run_dir` on the images below `dataset_dir` (one folder or
+    several), then export `run_dir/model`. `cfg` must already be accepted by `prepare_run_dir`.
+
+    `init_from`: an exported model directory whose weights a new run starts from, with fresh
+    optimizer state (warm start). A run that already has a checkpoint resumes from it instead;
+    one killed before its first checkpoint starts again from the model its run.json names.
 
     Ctrl-C saves a checkpoint and raises Interrupted; re-running resumes from it.
 
@@ -427,9 +491,10 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
     if t.batch_size % replicas:
         raise ConfigError(f"train.batch_size {t.batch_size} cannot be split evenly over "
                           f"{replicas} replicas; use a multiple of {replicas}")
-    data = load_face_dataset(dataset_dir, cfg.model.image_size, cfg.data, progress=progress)
+    roots = [dataset_dir] if isinstance(dataset_dir, (str, Path)) else list(dataset_dir)
+    data = load_face_dataset(roots, cfg.model.image_size, cfg.data, progress=progress)
     if len(data) < t.batch_size:
-        raise DataError(f"{dataset_dir} has {len(data)} usable images, fewer than the batch size "
+        raise DataError(f"{', '.join(map(str, roots))} has {len(data)} usable images, fewer than the batch size "
                         f"{t.batch_size}; lower it with --batch-size")
     if data.skipped:
         log.warning("%d of %d files could not be read and are skipped", len(data.skipped),
@@ -443,6 +508,16 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
     start = trainer.step
     if restored:
         log.info("resuming from %s (step %d) on %d replica(s)", restored, start, replicas)
+        if init_from is not None:
+            log.warning("--init-from %s is ignored: the run resumes from its checkpoint",
+                        init_from)
+    init_record = _previous_init(run_dir) if restored else None
+    if not restored:
+        init_from = init_from if init_from is not None else _previous_init(run_dir, path=True)
+        if init_from is not None:
+            init_record = trainer.init_from_model(init_from)
+            log.info("starting from the weights of %s (step %s)", init_record["path"],
+                     init_record["step"])
     if strategy is not None:
         _check_workers_agree(strategy, start, run_dir)
     if chief:
@@ -451,11 +526,11 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
     steps_per_epoch = len(data) // t.batch_size
     total = t.epochs * steps_per_epoch
     record = {
-        "dataset": str(Path(dataset_dir).resolve()), "files": data.n_files,
+        "dataset": [str(Path(r).resolve()) for r in roots], "files": data.n_files,
         "images": len(data), "skipped": len(data.skipped),
         "skipped_files": [{"path": p, "reason": r} for p, r in data.skipped[:100]],
         "steps_per_epoch": steps_per_epoch, "total_steps": total, "resumed_from": start,
-        "strategy": t.strategy, "replicas": replicas,
+        "strategy": t.strategy, "replicas": replicas, "init_from": init_record,
         "inpaint_version": __version__, "tensorflow_version": tf.__version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -540,6 +615,17 @@ def train(dataset_dir: str | Path, run_dir: str | Path, cfg: Config, *,
                        seconds)
 
 
+def _previous_init(run_dir: Path, path: bool = False):
+    """The `init_from` record of the run's run.json (its model path with `path`), or None."""
+    try:
+        rec = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("init_from")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("path"), str):
+        return None
+    return Path(rec["path"]) if path else rec
+
+
 def _check_workers_agree(strategy, step: int, run_dir: Path) -> None:
     """RunDirError unless every replica resumed at the same step (workers that do not all see
     the same run directory would train different weights under one name)."""
@@ -557,8 +643,11 @@ def _check_workers_agree(strategy, step: int, run_dir: Path) -> None:
                           "(a shared folder)")
 
 
-def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None) -> Path:
-    """Export `run_dir/model` from `trainer`, or from the run's latest checkpoint."""
+def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None, *,
+               raw: bool = False, out_dir: str | Path | None = None) -> Path:
+    """Export `out_dir` (default `run_dir/model`) from `trainer`, or from the run's latest
+    checkpoint. The exported generator is the weight average when the run keeps one, or the
+    trained generator itself with `raw` (to compare the two)."""
     from inpaint.models import export_model
 
     run_dir = Path(run_dir)
@@ -566,15 +655,18 @@ def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = No
         trainer = GANTrainer(cfg)
         if trainer.restore_latest(run_dir / "checkpoints") is None:
             raise RunDirError(f"{run_dir} has no checkpoint to export; train first")
+    generator = trainer.generator if raw else trainer.output_generator
     # Synchronised batch norm is a training setting of distributed runs: exported models are
     # the same whatever the strategy.
-    synced = [bn for bn in _batchnorm_layers(trainer.generator, trainer.discriminator)
+    synced = [bn for bn in _batchnorm_layers(generator, trainer.discriminator)
               if bn.synchronized]
     for bn in synced:
         bn.synchronized = False
+    kind = "average" if generator is trainer.ema_generator else "trained"
     try:
-        return export_model(run_dir / "model", trainer.generator, trainer.discriminator, cfg,
-                            step=trainer.step, extra={"run": str(run_dir.resolve())})
+        return export_model(Path(out_dir) if out_dir else run_dir / "model", generator,
+                            trainer.discriminator, cfg, step=trainer.step,
+                            extra={"run": str(run_dir.resolve()), "generator": kind})
     finally:
         for bn in synced:
             bn.synchronized = True

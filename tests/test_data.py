@@ -52,3 +52,12 @@ def test_flip_mirrors_images(tmp_path):
             assert match
             seen.add(bool((x == plain[match[0]][:, ::-1]).all()))
     assert seen == {True, False}
+
+
+def test_several_folders_are_loaded_together_without_repeats(tmp_path):
+    a = write_faces(tmp_path / "a", n=4, seed=1)
+    b = write_faces(tmp_path / "a" / "b", n=3, seed=2)  # inside a: overlapping roots
+    ds = load_face_dataset([a, b], 8, DataConfig())
+    assert len(ds) == 7 and ds.n_files == 7 and ds.roots == [a, b]
+    with pytest.raises(DataError, match="is not a directory"):
+        load_face_dataset([a, tmp_path / "missing"], 8, DataConfig())

@@ -84,7 +84,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     a, b = GANTrainer(cfg), GANTrainer(cfg)
     a.restore_latest(straight / "checkpoints")
     b.restore_latest(broken / "checkpoints")
-    for va, vb in zip(a.generator.weights, b.generator.weights):
+    for va, vb in zip(a.generator.weights + a.ema_generator.weights,
+                      b.generator.weights + b.ema_generator.weights):
         np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5)
 
 
@@ -126,3 +127,114 @@ def test_bfloat16_training_step_is_finite():
     for _ in range(3):
         m = tr.train_step(real)
     assert all(np.isfinite(list(m.values())))
+
+
+# ----------------------------------------------------------------------------- weight average
+
+
+def test_generator_average_follows_its_formula_with_warm_up(tiny_cfg):
+    tr = GANTrainer(tiny_cfg)
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+    for step in (1, 2):
+        ema_before = [v.numpy().copy() for v in tr.ema_generator.weights]
+        tr.train_step(real)
+        d = min(0.999, (1 + step) / (10 + step))  # 2/11, then 3/12
+        for e, e0, g in zip(tr.ema_generator.weights, ema_before, tr.generator.weights):
+            np.testing.assert_allclose(e.numpy(), d * e0 + (1 - d) * g.numpy(), rtol=1e-6,
+                                       atol=1e-7)
+    # the average differs from the trained weights, and samples come from it
+    assert any(not np.allclose(e.numpy(), g.numpy())
+               for e, g in zip(tr.ema_generator.trainable_weights, tr.generator.trainable_weights))
+    assert tr.output_generator is tr.ema_generator
+
+
+def test_no_average_when_ema_decay_is_zero(tiny_cfg):
+    tr = GANTrainer(apply_overrides(tiny_cfg, ["train.ema_decay=0"]))
+    assert tr.ema_generator is None and tr.output_generator is tr.generator
+
+
+def test_exported_generator_is_the_average_and_raw_export_the_trained_one(tiny_run, tiny_cfg,
+                                                                          tmp_path):
+    from inpaint.models import load_model
+    from inpaint.train import export_run
+
+    tr = GANTrainer(tiny_cfg)
+    tr.restore_latest(tiny_run / "checkpoints")
+    z = np.random.default_rng(1).uniform(-1, 1, (3, 8)).astype("float32")
+    exported = load_model(tiny_run / "model")
+    assert exported.meta["generator"] == "average"
+    np.testing.assert_allclose(exported.generator(z), tr.ema_generator(z), atol=1e-6)
+    raw = load_model(export_run(tiny_run, tiny_cfg, raw=True, out_dir=tmp_path / "raw"))
+    assert raw.meta["generator"] == "trained"
+    np.testing.assert_allclose(raw.generator(z), tr.generator(z), atol=1e-6)
+    assert not np.allclose(raw.generator(z), exported.generator(z), atol=1e-4)
+
+
+def test_checkpoint_without_average_starts_it_from_the_generator(tiny_run, tiny_cfg, tmp_path):
+    import shutil
+
+    ckpt = list_checkpoints(tiny_run / "checkpoints")[-1]
+    old = tmp_path / "checkpoints" / ckpt.name
+    shutil.copytree(ckpt, old)
+    (old / "generator_ema.weights.h5").unlink()  # as written before the average existed
+    tr = GANTrainer(tiny_cfg)
+    assert tr.restore_latest(tmp_path / "checkpoints") == old
+    for e, g in zip(tr.ema_generator.weights, tr.generator.weights):
+        np.testing.assert_array_equal(e.numpy(), g.numpy())
+
+
+# ----------------------------------------------------------------------------- warm start
+
+
+def test_init_from_starts_from_the_models_weights_with_fresh_optimizers(tiny_run, tmp_path):
+    from inpaint.models import load_model
+
+    data = write_faces(tmp_path / "faces", n=8)
+    cfg = apply_overrides(tiny_config(), ["train.epochs=1"])
+    run = tmp_path / "warm"
+    prepare_run_dir(run, cfg)
+    seen = {}
+    real_step = GANTrainer.train_step
+
+    def record_first(self, batch):  # the weights the first step starts from
+        if self.step == 0:
+            seen["g"] = [v.numpy().copy() for v in self.generator.weights]
+            seen["ema"] = [v.numpy().copy() for v in self.ema_generator.weights]
+            seen["d"] = [v.numpy().copy() for v in self.discriminator.weights]
+            seen["iterations"] = int(self.g_opt.iterations.numpy())
+        return real_step(self, batch)
+
+    GANTrainer.train_step = record_first
+    try:
+        train(data, run, cfg, init_from=tiny_run / "model", progress=False)
+    finally:
+        GANTrainer.train_step = real_step
+    model = load_model(tiny_run / "model")
+    for got, want in ((seen["g"], model.generator), (seen["ema"], model.generator),
+                      (seen["d"], model.discriminator)):
+        for a, b in zip(got, want.weights):
+            np.testing.assert_array_equal(a, b.numpy())
+    assert seen["iterations"] == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["init_from"]["path"] == str(model.path)
+
+
+def test_init_from_a_model_of_another_architecture_names_the_keys(tiny_run, tmp_path):
+    from inpaint.errors import ConfigError
+
+    data = write_faces(tmp_path / "faces", n=8)
+    cfg = apply_overrides(tiny_config(), ["model.gf=4"])
+    prepare_run_dir(tmp_path / "run", cfg)
+    with pytest.raises(ConfigError, match=r"model.gf: model has 8, run has 4"):
+        train(data, tmp_path / "run", cfg, init_from=tiny_run / "model", progress=False)
+
+
+def test_training_on_several_folders_uses_all_their_images(tmp_path):
+    a = write_faces(tmp_path / "a", n=6, seed=1)
+    b = write_faces(tmp_path / "b", n=5, seed=2)
+    cfg = apply_overrides(tiny_config(), ["train.epochs=1"])
+    prepare_run_dir(tmp_path / "run", cfg)
+    result = train([a, b], tmp_path / "run", cfg, progress=False)
+    assert result.images_used == 11 and result.step == 2  # 11 images // batch 4
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["dataset"] == [str(a.resolve()), str(b.resolve())]

@@ -7,6 +7,8 @@ from click.testing import CliRunner
 from inpaint.cli import cli
 from inpaint.complete import SearchOptions
 from inpaint.evaluate import (
+    QUANTISATION_ENERGY,
+    detail_ratio,
     evaluate_mask,
     harmonic_baseline,
     hole_l1,
@@ -26,6 +28,22 @@ def test_identical_images():
     assert psnr(a, a) == float("inf")
     assert ssim(a, a) == pytest.approx(1.0)
     assert hole_l1(a, a, build_mask("center", 16)) == 0.0
+
+
+def test_detail_ratio_known_answers():
+    q = QUANTISATION_ENERGY
+    mask = build_mask("center", 32)  # a square hole: as many horizontal pairs as vertical ones
+    ramp = np.broadcast_to((np.arange(32) * 8)[None, :, None], (32, 32, 3)).astype(np.uint8)
+    assert detail_ratio(ramp, ramp, mask) == 0.0
+    # half the slope: a quarter of the squared differences; vertical pairs have none
+    half = np.broadcast_to((np.arange(32) * 4)[None, :, None], (32, 32, 3)).astype(np.uint8)
+    assert detail_ratio(ramp, half, mask) == pytest.approx(np.log2((16 / 2 + q) / (64 / 2 + q)))
+    # a flat fill, whatever its seam with the surroundings, has no detail inside the hole
+    flat = ramp.copy()
+    flat[mask < 0.5] = 7
+    assert detail_ratio(ramp, flat, mask) == pytest.approx(np.log2(q / (32 + q)))
+    # twice the detail of the truth scores above 0
+    assert detail_ratio(half, ramp, mask) > 1.9
 
 
 def test_constant_offset_known_answers():

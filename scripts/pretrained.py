@@ -4,9 +4,11 @@
     python scripts/pretrained.py package runs/celeba64 --step 4200     # -> inpaint/pretrained
 
 `select` exports every checkpoint of the run, completes the first --limit validation faces with the
-centre mask and prints PSNR/SSIM of the blended results per checkpoint (the last training step is
-not necessarily the best generator). `package` exports one checkpoint with float16 weights into
-the package, where `inpaint complete` finds it when --model is not given.
+centre mask and prints PSNR/SSIM/detail of the blended results per checkpoint (the last training
+step is not necessarily the best generator), for the generator's weight average and, with
+--also-trained, for the trained generator itself. `package` exports one checkpoint (its average,
+or with --trained the trained generator) with float16 weights into the package, where
+`inpaint complete` finds it when --model is not given.
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ from inpaint.complete import SearchOptions  # noqa: E402
 from inpaint.evaluate import evaluate_mask  # noqa: E402
 from inpaint.images import find_images, read_faces  # noqa: E402
 from inpaint.models import PRETRAINED_DIR, export_model, load_model  # noqa: E402
-from inpaint.train import GANTrainer, list_checkpoints, stored_config  # noqa: E402
+from inpaint.train import CKPT_RE, GANTrainer, list_checkpoints, stored_config  # noqa: E402
+
+
+def ckpt_step(path: Path) -> int:
+    return int(CKPT_RE.match(path.name).group(1))
 
 
 def trainer_at(run: Path, step: int | None) -> GANTrainer:
     cfg = stored_config(run)
     trainer = GANTrainer(cfg)
     ckpts = list_checkpoints(run / "checkpoints")
-    chosen = [p for p in ckpts if step is None or int(p.name.split("-")[1]) == step]
+    chosen = [p for p in ckpts if step is None or ckpt_step(p) == step]
     if not chosen:
         raise SystemExit(f"no checkpoint at step {step} in {run}; have "
                          f"{[p.name for p in ckpts]}")
@@ -48,31 +54,44 @@ def select(args) -> None:
     opts = SearchOptions(iters=args.iters, precision=args.precision)
     rows = []
     for ckpt in list_checkpoints(args.run / "checkpoints"):
-        step = int(ckpt.name.split("-")[1])
+        step = ckpt_step(ckpt)
         if step < args.min_step:
             continue
         trainer = trainer_at(args.run, step)
-        with tempfile.TemporaryDirectory() as tmp:
-            export_model(Path(tmp) / "m", trainer.generator, trainer.discriminator,
-                         trainer.cfg, step=step)
-            model = load_model(Path(tmp) / "m")
-            t = time.time()
-            res = evaluate_mask(model, faces, stems, args.mask, opts)
-        row = {"step": step, **{k: res["blended"][k] for k in ("psnr", "ssim", "hole_l1")},
-               "completed_psnr": res["completed"]["psnr"], "seconds": time.time() - t}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        kinds = {"average": trainer.output_generator}
+        if args.also_trained and trainer.ema_generator is not None:
+            kinds["trained"] = trainer.generator
+        for kind, generator in kinds.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                export_model(Path(tmp) / "m", generator, trainer.discriminator,
+                             trainer.cfg, step=step)
+                model = load_model(Path(tmp) / "m")
+                t = time.time()
+                res = evaluate_mask(model, faces, stems, args.mask, opts)
+            row = {"step": step, "generator": kind,
+                   **{k: res["blended"][k] for k in ("psnr", "ssim", "hole_l1", "detail")},
+                   "completed_psnr": res["completed"]["psnr"],
+                   "harmonic_psnr": res["harmonic"]["psnr"], "seconds": time.time() - t}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     best = max(rows, key=lambda r: r["psnr"])
-    print(f"best: step {best['step']} (blended PSNR {best['psnr']:.2f} dB)")
+    print(f"best: step {best['step']} {best['generator']} (blended PSNR {best['psnr']:.2f} dB)")
 
 
 def package(args) -> None:
     trainer = trainer_at(args.run, args.step)
     run_info = json.loads((args.run / "run.json").read_text())
-    out = export_model(args.out, trainer.generator, trainer.discriminator, trainer.cfg,
+    generator = trainer.generator if args.trained else trainer.output_generator
+    datasets = run_info.get("dataset")
+    datasets = [datasets] if isinstance(datasets, str) else datasets or []
+    out = export_model(args.out, generator, trainer.discriminator, trainer.cfg,
                        step=trainer.step, storage="float16",
-                       extra={"trained_on": "CelebA (celeba-train, aligned by inpaint align)",
+                       extra={"trained_on": "CelebA (" + ", ".join(Path(d).name for d in datasets)
+                                            + "; aligned by inpaint align)",
                               "training_images": run_info.get("images"),
+                              "generator": "average" if generator is trainer.ema_generator
+                              else "trained",
+                              "init_from": run_info.get("init_from"),
                               "licence": "CelebA: non-commercial research use only"})
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"packaged step {trainer.step} into {out} ({size / 1e6:.1f} MB)")
@@ -90,10 +109,14 @@ def main() -> None:
     s.add_argument("--mask", default="center")
     s.add_argument("--precision", default="float32")
     s.add_argument("--min-step", type=int, default=0, help="skip earlier checkpoints")
+    s.add_argument("--also-trained", action="store_true",
+                   help="also score the trained generator beside its weight average")
     k = sub.add_parser("package")
     k.add_argument("run", type=Path)
     k.add_argument("--step", type=int, help="default: the latest checkpoint")
     k.add_argument("--out", type=Path, default=PRETRAINED_DIR)
+    k.add_argument("--trained", action="store_true",
+                   help="package the trained generator instead of its weight average")
     args = p.parse_args()
     select(args) if args.cmd == "select" else package(args)
 

@@ -57,3 +57,23 @@ def test_library_errors_exit_1_without_traceback(tmp_path):
     bad.write_text("[train]\nepochs = 'x'\n")
     r = run("train", "--dataset", empty, "--out", tmp_path / "r3", "--config", bad)
     assert r.exit_code == 1 and "train.epochs expects an integer" in r.output
+
+
+def test_train_on_two_folders_from_a_model_then_resume_without_options(tmp_path, tiny_run):
+    a = write_faces(tmp_path / "a", n=4, seed=1)
+    b = write_faces(tmp_path / "b", n=4, seed=2)
+    out = tmp_path / "run"
+    # no --config: the run takes the model's config (tiny, 8 images = 2 steps an epoch)
+    r = run("train", "--dataset", a, "--dataset", b, "-o", out, "--init-from",
+            tiny_run / "model", "--epochs", 1, "-q")
+    assert r.exit_code == 0, r.output
+    assert "trained 2 steps" in r.output and "8 images" in r.output
+    r = run("train", "--out-dir", out, "--epochs", 2, "-q")  # both folders come from run.json
+    assert r.exit_code == 0, r.output
+    assert "step 4/4" in r.output and "8 images" in r.output
+
+
+def test_init_from_a_folder_without_a_model_is_a_usage_error(tmp_path):
+    r = run("train", "--dataset", tmp_path, "-o", tmp_path / "r", "--init-from", tmp_path / "no")
+    assert r.exit_code == 2 and "--init-from" in r.output and "does not exist" in r.output
+    assert not (tmp_path / "r").exists()

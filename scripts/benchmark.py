@@ -8,6 +8,7 @@ ratios hold on a busy or a different machine; absolute seconds do not.
     python scripts/benchmark.py shift --model M --images aligned/celeba-val
                                            # shifted faces, with and without --optimize-shift
     python scripts/benchmark.py ops        # deformable conv and upsampling modes (scripts/bench_ops.py)
+    python scripts/benchmark.py blend      # Poisson solvers: sparse direct against CG, by hole size
     python scripts/benchmark.py all
 """
 
@@ -216,6 +217,26 @@ def bench_shift(model_path: Path, images: Path, limit: int, iters: int, max_shif
                   flush=True)
 
 
+def bench_blend(repeats: int = 3) -> None:
+    """Seconds of the two Poisson solvers on a centre hole (half the side) of square images."""
+    from inpaint.blend import poisson_blend
+
+    print("| image | hole pixels | direct (s) | cg (s) | cg / direct |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for side in (64, 128, 256, 512):
+        target, source = rng.uniform(0, 255, (2, side, side, 3))
+        mask = np.ones((side, side))
+        mask[side // 4:3 * side // 4, side // 4:3 * side // 4] = 0
+        def solve(solver, target=target, source=source, mask=mask):
+            return poisson_blend(target, source, mask, solver=solver)
+
+        t_direct = timed(lambda: solve("direct"), repeats, 1)
+        t_cg = timed(lambda: solve("cg"), repeats, 1) if side <= 256 else float("nan")
+        print(f"| {side}x{side} | {(side // 2) ** 2} | {t_direct:.4f} | {t_cg:.4f} | "
+              f"{t_cg / t_direct:.0f}x |", flush=True)
+
+
 def print_rows(rows: list[dict]) -> None:
     print("| what | s/step (batch 64) | images x steps / s | GFLOP/s | same-run matmul GFLOP/s "
           "| ratio |")
@@ -228,7 +249,8 @@ def print_rows(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "complete", "ops", "all", "curves", "shift"])
+    parser.add_argument("what", choices=["train", "complete", "ops", "all", "curves", "shift",
+                                         "blend"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", type=Path, help="curves/shift: a model directory")
     parser.add_argument("--images", type=Path, help="curves/shift: aligned validation faces")
@@ -244,6 +266,9 @@ def main() -> None:
             bench_curves(args.model, args.images, args.limit, args.iters, args.mask)
         else:
             bench_shift(args.model, args.images, args.limit, args.iters, args.max_shift)
+        return
+    if args.what == "blend":
+        bench_blend(args.repeats)
         return
     rows = []
     if args.what in ("train", "all"):

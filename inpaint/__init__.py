@@ -5,3 +5,12 @@ Importing the package is cheap: TensorFlow is imported only by the modules that 
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`inpaint.fill` is imported on first use, so `import inpaint` stays cheap."""
+    if name == "fill":
+        from inpaint.fill import fill
+
+        return fill
+    raise AttributeError(f"module 'inpaint' has no attribute {name!r}")

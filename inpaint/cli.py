@@ -310,6 +310,123 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
         raise SystemExit(1)
 
 
+# fill.REGIONS' names, spelled out so that `inpaint --help` imports nothing heavy (a test checks
+# that the two agree)
+FILL_REGIONS = ("mouth", "nose", "eyes", "left-eye", "right-eye", "eyebrows", "left-eyebrow",
+                "right-eyebrow", "face")
+
+
+def _search_options(f):
+    """The latent-search options, as `inpaint complete` has them."""
+    options = [
+        click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
+                     help="Search iterations."),
+        click.option("--optimizer", default="adam", show_default=True,
+                     type=click.Choice(["adam", "momentum"])),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+                     help="Step size (default 0.03 for adam, 0.01 for momentum)."),
+        click.option("--momentum", default=0.9, show_default=True,
+                     type=click.FloatRange(0, 1)),
+        click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0),
+                     help="Weight of the perceptual loss."),
+        click.option("--context-weighting", default="yeh", show_default=True,
+                     type=click.Choice(["yeh", "none"])),
+        click.option("--perceptual", default="nonsaturating", show_default=True,
+                     type=click.Choice(["nonsaturating", "paper"])),
+        click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Random starting points per face; the lowest final loss wins."),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0)),
+        click.option("--precision", default="float32", show_default=True,
+                     type=click.Choice(["float32", "bfloat16"]),
+                     help="Compute precision of the search."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _search_settings(kw: dict):
+    """SearchOptions from the options `_search_options` declares (popped from `kw`)."""
+    from inpaint.complete import SearchOptions
+
+    names = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting", "perceptual",
+             "restarts", "seed", "precision")
+    return SearchOptions(**{n: kw.pop(n) for n in names})
+
+
+@cli.command("fill")
+@click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the filled photos, compare/ and fill.jsonl (created).")
+@click.option("--region", "regions", multiple=True, type=click.Choice(FILL_REGIONS),
+              help="Fill this part of each face (repeatable); left/right as seen in the photo.")
+@click.option("--grow", type=click.FloatRange(min=0, max=1000), metavar="PX",
+              help="Grow each region by PX pixels  [default: a tenth of the eye-corner distance]")
+@click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
+              help="A mask the size of the photo (white = keep, black = fill), or a folder of "
+                   "masks named by the photos' stems.")
+@click.option("--box", callback=_parse_box, metavar="X,Y,W,H",
+              help="Fill this rectangle, in photo pixels.")
+@click.option("--faces", default="largest", show_default=True,
+              type=click.Choice(["largest", "all"]), help="Fill the largest face, or every face.")
+@click.option("--detector", default="hog", show_default=True, type=click.Choice(["hog", "cnn"]))
+@click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
+              help="Times the photo is doubled before detection (finds smaller faces, slower).")
+@click.option("--min-score", type=float, default=None,
+              help="Drop detections scoring below this.  [default: 0.3]")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Training run directory or its model/ export (default: the shipped model).")
+@_search_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, upsample,
+             min_score, model, quiet, **search):
+    """Fill part of the face(s) in whole photos and write the photos back, same size.
+
+    Each face is detected and aligned as `inpaint align` does, the region is completed by the
+    latent search as `inpaint complete` does, and the result is mapped back and blended into the
+    photo at its full resolution. Pixels outside the region are unchanged (bit-exact in PNG, BMP,
+    TIFF and WebP; JPEG output is re-encoded at quality 95). Writes OUT_DIR/<stem>.<ext>,
+    OUT_DIR/compare/<stem>.png (before | after) and OUT_DIR/fill.jsonl.
+
+    \b
+    Examples:
+      inpaint fill photo.jpg --region mouth -o out
+      inpaint fill group.jpg --faces all --region eyes --grow 6 -o out
+      inpaint fill photos/ --mask masks/ -o out        # masks/<stem>.png, black = fill
+      inpaint fill photo.png --box 120,200,80,40 -o out
+    """
+    _setup_logging(quiet)
+    from inpaint.align import DEFAULT_MIN_SCORE, AlignSettings
+    from inpaint.fill import fill_files
+    from inpaint.images import expand_inputs
+    from inpaint.models import load_model
+
+    if not (regions or mask_path or box):
+        raise click.UsageError("say where to fill: --region, --mask or --box")
+    inputs = expand_inputs(photos)
+    if not inputs:
+        raise click.BadParameter("no images match", param_hint="PHOTO...")
+    opts = _search_settings(search)
+    loaded = load_model(_model_path(model))
+    settings = AlignSettings(size=loaded.config.model.image_size, faces=faces, detector=detector,
+                             upsample=upsample,
+                             min_score=DEFAULT_MIN_SCORE if min_score is None else min_score)
+    try:
+        summary = fill_files(inputs, out_dir, loaded, regions=regions, grow=grow,
+                             mask=mask_path, box=box, faces=faces, align_settings=settings,
+                             options=opts, progress=not quiet)
+    except KeyboardInterrupt:
+        from inpaint.errors import Interrupted
+
+        raise Interrupted(f"interrupted; the photos filled so far are in {out_dir}") from None
+    click.echo(f"filled {len(summary.filled)}, failed {len(summary.failed)} in "
+               f"{summary.seconds:.1f} s -> {out_dir}")
+    if summary.failed:
+        for _, reason in summary.failed:
+            click.echo(f"  failed: {reason}", err=True)
+        raise SystemExit(1)
+
+
 @cli.command("make-gif")
 @click.argument("src", nargs=-1, required=True, metavar="SRC...")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),

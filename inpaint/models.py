@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -117,6 +117,18 @@ class LoadedModel:
     config: Config
     meta: dict
     path: Path
+    _networks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def networks(self, precision: str = "float32") -> tuple[keras.Model, keras.Model]:
+        """(generator, discriminator) computing in `precision`: "float32" or "bfloat16" (mixed:
+        bfloat16 compute, float32 variables); the loaded networks themselves for float32."""
+        if precision not in ("float32", "bfloat16"):
+            raise ModelError(f"precision must be float32 or bfloat16, got {precision!r}")
+        if precision not in self._networks:  # cast once: rebuilding the networks takes seconds
+            policy = "float32" if precision == "float32" else "mixed_bfloat16"
+            self._networks[precision] = cast_networks(self.generator, self.discriminator,
+                                                      self.config.model, policy)
+        return self._networks[precision]
 
     @property
     def identity(self) -> dict:

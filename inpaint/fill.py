@@ -1,0 +1,516 @@
+"""Whole photos: detect and align each face, fill the chosen region by latent search, map the
+result back with the inverse of the alignment and blend it into the photo at its own resolution.
+
+For one photo `(H, W, 3)` uint8 and a region to fill (landmark hulls, a photo-sized mask or a box):
+    1. detect faces and their 68 landmarks; each face has its alignment transform T (photo ->
+       the model's S x S template frame, see align.py);
+    2. the hole of each face is the region's part inside that face's aligned square (the square's
+       corners mapped back with T^-1); a region that touches no face is an error;
+    3. warp the face and its hole into the template frame (a pixel touched by the hole counts as
+       unknown; template pixels outside the photo are unknown too) and search z (complete.py);
+    4. warp G(z) back to the photo: upsampled with Lanczos to the face's scale in the photo, then
+       sampled through T with bicubic interpolation;
+    5. Poisson-blend it into the hole at photo resolution (a sparse direct solve over the hole's
+       bounding box): the fill takes G(z)'s gradients and the photo's values at the hole's border,
+       so no seam shows where the fill meets the photo or where the aligned square ends.
+Pixels outside the hole are copied bit-exactly.
+
+The model works at 64x64: on a face 300 pixels wide the fill is upsampled about 5x and is that
+much softer than the photo around it (see README, Limits).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from inpaint.errors import InpaintError, MaskError, NoFaceFound
+
+log = logging.getLogger(__name__)
+
+# Face regions as groups of the 68 iBUG 300-W landmarks (0-based). "left" and "right" are as seen
+# in the photo: the left eye is the one on the photo's left (the person's right eye).
+_LEFT_EYE, _RIGHT_EYE = tuple(range(36, 42)), tuple(range(42, 48))
+_LEFT_BROW, _RIGHT_BROW = tuple(range(17, 22)), tuple(range(22, 27))
+REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "mouth": (tuple(range(48, 68)),),
+    "nose": (tuple(range(27, 36)),),
+    "eyes": (_LEFT_EYE, _RIGHT_EYE),
+    "left-eye": (_LEFT_EYE,),
+    "right-eye": (_RIGHT_EYE,),
+    "eyebrows": (_LEFT_BROW, _RIGHT_BROW),
+    "left-eyebrow": (_LEFT_BROW,),
+    "right-eyebrow": (_RIGHT_BROW,),
+    "face": (tuple(range(68)),),
+}
+# Default growth of a region's hull: a tenth of the distance between the outer eye corners
+# (landmarks 36 and 45), so the hole covers the feature's edge (lip line, lashes) at any face size.
+DEFAULT_GROW_FRACTION = 0.1
+RECORDS_NAME = "fill.jsonl"
+COMPARE_HEIGHT = 512  # pixels of the before | after photos in compare/<stem>.png
+COMPARE_FACE_SCALE = 4  # the aligned faces in compare/<stem>.png, magnified
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def convex_hull(points: np.ndarray) -> np.ndarray:
+    """`(N, 2)` points -> their convex hull's vertices `(K, 2)` float64, counter-clockwise
+    (Andrew's monotone chain)."""
+    pts = sorted({(float(x), float(y)) for x, y in np.asarray(points, np.float64)})
+    if len(pts) <= 2:
+        return np.array(pts, np.float64).reshape(-1, 2)
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower, upper = [], []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return np.array(lower[:-1] + upper[:-1], np.float64)
+
+
+def polygon_mask(vertices: np.ndarray, shape: tuple[int, int], grow: float = 0.0) -> np.ndarray:
+    """`(H, W)` bool: the pixels whose centres lie in the polygon grown by `grow` pixels (the
+    polygon plus a disk of that radius around every edge and vertex)."""
+    h, w = shape
+    im = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(im)
+    pts = [(float(x), float(y)) for x, y in vertices]
+    if len(pts) >= 3:
+        draw.polygon(pts, fill=255)
+    r = max(float(grow), 0.0)
+    if r > 0 or len(pts) < 3:
+        width = max(1, int(round(2 * r)))
+        for i, p in enumerate(pts):
+            q = pts[(i + 1) % len(pts)]
+            draw.line([p, q], fill=255, width=width)
+            draw.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=255)
+    return np.asarray(im) > 127
+
+
+def default_grow(landmarks: np.ndarray) -> float:
+    """DEFAULT_GROW_FRACTION of the outer-eye-corner distance, at least one pixel."""
+    pts = np.asarray(landmarks, np.float64)
+    return max(1.0, DEFAULT_GROW_FRACTION * float(np.linalg.norm(pts[45] - pts[36])))
+
+
+def region_mask(landmarks: np.ndarray, regions: Sequence[str], shape: tuple[int, int],
+                grow: float | None = None) -> np.ndarray:
+    """`(H, W)` bool, True = fill: the union of the named regions' landmark hulls, each grown by
+    `grow` pixels (default: `default_grow`). MaskError for an unknown region name."""
+    pts = np.asarray(landmarks, np.float64)
+    grow = default_grow(pts) if grow is None else float(grow)
+    out = np.zeros(shape, bool)
+    for name in regions:
+        if name not in REGIONS:
+            raise MaskError(f"unknown region {name!r}; choose from {', '.join(REGIONS)}")
+        for group in REGIONS[name]:
+            out |= polygon_mask(convex_hull(pts[list(group)]), shape, grow)
+    return out
+
+
+def square_in_photo(transform: np.ndarray, size: int, shape: tuple[int, int]) -> np.ndarray:
+    """`(H, W)` bool: the photo pixels that the aligned `size` x `size` square covers."""
+    from inpaint.align import apply_transform, invert_transform
+
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5],
+                        [-0.5, size - 0.5]])
+    return polygon_mask(apply_transform(invert_transform(transform), corners), shape)
+
+
+def box_hole(box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """`(H, W)` bool hole over the box (x, y, w, h) in photo pixels; MaskError if it does not
+    fit the photo."""
+    x, y, w, h = box
+    height, width = shape
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise MaskError(f"box {x},{y},{w},{h} must have a positive size and lie inside the "
+                        f"{width}x{height} photo")
+    out = np.zeros(shape, bool)
+    out[y:y + h, x:x + w] = True
+    return out
+
+
+def read_photo_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask file the size of the photo (white = keep, black = fill; grey >= 128 keeps) ->
+    `(H, W)` bool hole. MaskError naming the file when unreadable or of another size."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = im.convert("L")
+    except FileNotFoundError:
+        raise MaskError(f"mask {path}: no such file") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MaskError(f"mask {path} is not a readable image: {exc}") from None
+    height, width = shape
+    if gray.size != (width, height):
+        raise MaskError(f"mask {path} is {gray.size[0]}x{gray.size[1]}; it must be the photo's "
+                        f"size, {width}x{height}")
+    return np.asarray(gray) < 128
+
+
+# ----------------------------------------------------------------------------- warping back
+
+
+def warp_to_photo(face: np.ndarray, transform: np.ndarray, bbox: tuple[int, int, int, int]
+                  ) -> np.ndarray:
+    """Sample an aligned face `(S, S, 3)` uint8 at the photo pixels of `bbox` (x0, y0, x1, y1,
+    exclusive ends) through `transform` (photo -> face): `(y1 - y0, x1 - x0, 3)` float64.
+
+    The face is first enlarged with Lanczos to about the photo's scale, so the bicubic sampling
+    that follows interpolates between neighbouring pixels rather than magnifying them."""
+    from inpaint.align import _homogeneous
+
+    t = _homogeneous(transform)
+    photo_per_face = 1.0 / float(np.linalg.svd(t[:2, :2], compute_uv=False).min())
+    k = max(1, int(np.ceil(photo_per_face)))
+    s = face.shape[0]
+    # big pixel centre u' = k (u + 0.5) - 0.5; bbox pixel (i, j) is photo pixel (x0 + i, y0 + j)
+    up = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5], [0, 0, 1]])
+    x0, y0, x1, y1 = bbox
+    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    m = up @ t @ shift  # bbox pixel -> big face pixel, pixel-centre coordinates
+    a, b, c = m[0]
+    d, e, f = m[1]
+    data = (a, b, c + 0.5 - 0.5 * (a + b), d, e, f + 0.5 - 0.5 * (d + e))  # Pillow's convention
+    channels = []
+    for ch in range(face.shape[2]):  # 32-bit float images: Pillow truncates 8-bit results
+        im = Image.fromarray(np.ascontiguousarray(face[..., ch], np.float32), mode="F")
+        big = im.resize((s * k, s * k), Image.Resampling.LANCZOS)
+        out = big.transform((x1 - x0, y1 - y0), Image.Transform.AFFINE, data,
+                            resample=Image.Resampling.BICUBIC)
+        channels.append(np.asarray(out, np.float64))
+    return np.stack(channels, -1)
+
+
+def _bbox(hole: np.ndarray, margin: int) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(hole)
+    h, w = hole.shape
+    return (max(0, int(xs.min()) - margin), max(0, int(ys.min()) - margin),
+            min(w, int(xs.max()) + 1 + margin), min(h, int(ys.max()) + 1 + margin))
+
+
+def blend_into_photo(photo: np.ndarray, fill: np.ndarray, hole: np.ndarray,
+                     bbox: tuple[int, int, int, int]) -> np.ndarray:
+    """Poisson-blend `fill` (the bbox's pixels, float) into `photo`'s `hole` (bool (H, W), inside
+    bbox). Returns a new uint8 photo; pixels outside the hole are `photo`'s, bit for bit."""
+    from inpaint.blend import poisson_blend
+
+    x0, y0, x1, y1 = bbox
+    crop, hole_c = photo[y0:y1, x0:x1].astype(np.float64), hole[y0:y1, x0:x1]
+    solved = poisson_blend(crop, fill, (~hole_c).astype(np.float32), solver="direct")
+    out = photo.copy()
+    region = out[y0:y1, x0:x1]
+    region[hole_c] = np.clip(np.round(solved[hole_c]), 0, 255).astype(np.uint8)
+    return out
+
+
+# ----------------------------------------------------------------------------- one photo
+
+
+@dataclass
+class FaceFill:
+    """One face of a photo and what was filled in it."""
+
+    box: tuple[int, int, int, int]  # detector box (left, top, right, bottom)
+    score: float
+    landmarks: np.ndarray  # (68, 2)
+    transform: np.ndarray  # (2, 3) photo -> aligned face
+    hole_pixels: int  # photo pixels filled for this face
+    before: np.ndarray  # (S, S, 3) uint8 aligned face, hole greyed out
+    after: np.ndarray  # (S, S, 3) uint8 aligned face of the result
+    generated: np.ndarray  # (S, S, 3) uint8 G(z)
+    loss: float  # the search's final loss
+
+    def record(self) -> dict:
+        return {"box": list(self.box), "score": round(self.score, 4),
+                "transform": np.round(self.transform, 6).tolist(),
+                "landmarks": np.asarray(self.landmarks).tolist(),
+                "hole_pixels": self.hole_pixels, "loss": round(self.loss, 6)}
+
+
+@dataclass
+class FillResult:
+    image: np.ndarray  # (H, W, 3) uint8, the whole photo with the region filled
+    hole: np.ndarray  # (H, W) bool, the pixels that were filled
+    faces: list[FaceFill] = field(default_factory=list)
+    unfilled_pixels: int = 0  # pixels of a mask or box outside every face's aligned square
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _pick(kept, policy: str):
+    if policy == "largest":
+        return kept[:1]
+    if policy == "all":
+        return kept
+    raise InpaintError(f"faces must be 'largest' or 'all', got {policy!r}")
+
+
+def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = (),
+               grow: float | None = None, hole: np.ndarray | None = None, faces: str = "largest",
+               options=None, name: str = "photo", search=None) -> FillResult:
+    """Fill `photo` `(H, W, 3)` uint8 where asked: the landmark `regions` of each chosen face,
+    and/or `hole` `(H, W)` bool (True = fill) in photo pixels.
+
+    `model`: a LoadedModel; `aligner`: an align.FaceAligner whose size is the model's; `faces`:
+    "largest" or "all"; `options`: complete.SearchOptions; `name` seeds each face's search (so a
+    photo's result does not depend on what else is in the batch) and names it in errors;
+    `search`: a complete.LatentSearch for these options to reuse (compiled once).
+    Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
+    from inpaint.align import warp_face
+    from inpaint.complete import LatentSearch, SearchOptions, complete
+    from inpaint.images import to_uint8
+    from inpaint.masks import image_seed
+
+    photo = np.ascontiguousarray(photo, np.uint8)
+    shape = photo.shape[:2]
+    if not regions and hole is None:
+        raise MaskError("nothing to fill: give a region, a mask or a box")
+    if hole is not None and hole.shape != shape:
+        raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
+                        f"{shape[1]}x{shape[0]}")
+    opts = (options or SearchOptions()).validate()
+    size = model.config.model.image_size
+    if aligner.settings.size != size:
+        raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
+                           f"needs {size}")
+    t0 = time.perf_counter()
+    kept, _ = aligner.detect(photo)
+    if not kept:
+        raise NoFaceFound(f"{name}: no face found")
+    chosen = _pick(kept, faces)
+    seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0}
+    result = FillResult(photo.copy(), np.zeros(shape, bool), seconds=seconds)
+    covered = np.zeros(shape, bool)
+    generator, discriminator = model.networks(opts.precision)
+    for k, det in enumerate(chosen):
+        t1 = time.perf_counter()
+        face, points, transform = aligner.align(photo, det.box)
+        square = square_in_photo(transform, size, shape)
+        covered |= square
+        mine = np.zeros(shape, bool)
+        if regions:
+            mine |= region_mask(points, regions, shape, grow)
+        if hole is not None:
+            mine |= hole
+        mine &= square & ~result.hole  # a pixel is filled once, by the first face covering it
+        seconds["detect"] += time.perf_counter() - t1
+        if not mine.any():
+            continue
+        t2 = time.perf_counter()
+        known = _known_in_face(mine, transform, size)
+        search = search or LatentSearch(generator, discriminator, opts)
+        out = complete(generator, discriminator, face[None], known[None], options=opts,
+                       blend_result=False, seeds=[image_seed(opts.seed, f"{name}#{k}")],
+                       search=search)
+        seconds["search"] += time.perf_counter() - t2
+        t3 = time.perf_counter()
+        generated = to_uint8(out.generated[0])
+        bbox = _bbox(mine, margin=2)
+        result.image = blend_into_photo(result.image, warp_to_photo(generated, transform, bbox),
+                                        mine, bbox)
+        result.hole |= mine
+        seconds["blend"] += time.perf_counter() - t3
+        before = np.where(known[..., None] > 0.5, face, 128).astype(np.uint8)
+        result.faces.append(FaceFill(det.box, det.score, points, transform, int(mine.sum()),
+                                     before, warp_face(result.image, transform, size), generated,
+                                     float(out.losses["total"][-1][0])))
+    if hole is not None:
+        result.unfilled_pixels = int((hole & ~covered).sum())
+    if not result.faces:
+        raise MaskError(f"{name}: the region to fill lies outside every detected face ({len(chosen)} face(s) "
+                        f"used, with --faces {faces})")
+    if result.unfilled_pixels:
+        log.warning("%s: %d pixels of the region lie outside every face's aligned square and "
+                    "are left as they were", name, result.unfilled_pixels)
+    seconds["total"] = time.perf_counter() - t0
+    return result
+
+
+def _known_in_face(hole: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
+    """The search mask in the aligned frame, `(S, S)` float32 with 1 = known: 0 wherever the
+    photo's hole reaches (any overlap) and where the square leaves the photo."""
+    from inpaint.align import warp_face
+
+    h, w = hole.shape
+    layers = np.zeros((h, w, 3), np.uint8)
+    layers[..., 0] = np.where(hole, 255, 0)
+    layers[..., 1] = 255  # inside the photo
+    warped = warp_face(layers, transform, size, resample="bilinear", antialias=False)
+    # bilinear sampling: any share of a hole pixel makes a face pixel unknown
+    return ((warped[..., 0] == 0) & (warped[..., 1] == 255)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the API
+
+
+_DEFAULTS: dict = {}
+
+
+def _default_model():
+    from inpaint.models import PRETRAINED_DIR, load_model
+
+    if "model" not in _DEFAULTS:
+        _DEFAULTS["model"] = load_model(PRETRAINED_DIR)
+    return _DEFAULTS["model"]
+
+
+def fill(image, region: str | Sequence[str] | None = None, mask=None,
+         box: tuple[int, int, int, int] | None = None, *, grow: float | None = None,
+         faces: str = "largest", model=None, options=None, aligner=None):
+    """Fill part of the face(s) in a photo and return the whole photo.
+
+    image: a numpy array `(H, W, 3)` uint8 or a PIL image (the result is of the same kind).
+    Say where to fill with any of: `region` ("mouth", "nose", "eyes", ... see REGIONS, or a list),
+    `mask` `(H, W)` array with 1/True = keep and 0/False = fill (as every mask in inpaint), or
+    `box` (x, y, w, h) in photo pixels. `model`: a LoadedModel or a model directory (default:
+    the shipped model); `options`: complete.SearchOptions.
+
+        import inpaint
+        from PIL import Image
+        inpaint.fill(Image.open("me.jpg"), region="mouth").save("me_filled.jpg")
+    """
+    from inpaint.align import AlignSettings, FaceAligner
+    from inpaint.models import LoadedModel, load_model
+
+    as_pil = isinstance(image, Image.Image)
+    photo = np.asarray(image.convert("RGB")) if as_pil else np.asarray(image)
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+        raise InpaintError(f"image must be (H, W, 3) uint8 or a PIL image, got {photo.shape} "
+                           f"{photo.dtype}")
+    if model is None:
+        model = _default_model()
+    elif not isinstance(model, LoadedModel):
+        model = load_model(model)
+    regions = [region] if isinstance(region, str) else list(region or [])
+    hole = None
+    if mask is not None:
+        hole = np.asarray(mask) < 0.5 if np.asarray(mask).dtype != bool else ~np.asarray(mask)
+    if box is not None:
+        b = box_hole(tuple(int(v) for v in box), photo.shape[:2])
+        hole = b if hole is None else hole | b
+    aligner = aligner or FaceAligner(AlignSettings(size=model.config.model.image_size))
+    out = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole, faces=faces,
+                     options=options).image
+    return Image.fromarray(out) if as_pil else out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def compare_sheet(before: np.ndarray, result: FillResult) -> np.ndarray:
+    """before | after at COMPARE_HEIGHT pixels high, and below, per face, the aligned face before
+    (hole in grey) | after, at COMPARE_FACE_SCALE x: `(H', W', 3)` uint8."""
+    h, w = before.shape[:2]
+    scale = COMPARE_HEIGHT / h
+    size = (max(1, round(w * scale)), COMPARE_HEIGHT)
+    top = [np.asarray(Image.fromarray(im).resize(size, Image.Resampling.LANCZOS))
+           for im in (before, result.image)]
+    rows = [np.concatenate([top[0], np.full((COMPARE_HEIGHT, 8, 3), 255, np.uint8), top[1]], 1)]
+    for f in result.faces:
+        mag = [np.asarray(Image.fromarray(im).resize(
+            (im.shape[1] * COMPARE_FACE_SCALE, im.shape[0] * COMPARE_FACE_SCALE),
+            Image.Resampling.NEAREST)) for im in (f.before, f.after)]
+        gap = np.full((mag[0].shape[0], 8, 3), 255, np.uint8)
+        rows.append(np.concatenate([mag[0], gap, mag[1]], 1))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+              for r in rows]
+    return np.concatenate(padded, 0)
+
+
+def save_photo(path: Path, image: np.ndarray, like: Path) -> Path:
+    """Write `image` atomically in the format of `like` where Pillow writes it losslessly or as
+    JPEG (quality 95, no chroma subsampling); other formats become PNG. Returns the path used."""
+    from inpaint.images import atomic_path
+
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+           ".tif": "TIFF", ".tiff": "TIFF"}.get(like.suffix.lower())
+    if fmt is None:
+        path, fmt = path.with_suffix(".png"), "PNG"
+    kwargs = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}.get(fmt, {})
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=fmt, **kwargs)
+    return path
+
+
+@dataclass
+class FillSummary:
+    filled: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequence[str] = (),
+               grow: float | None = None, mask: Path | None = None,
+               box: tuple[int, int, int, int] | None = None, faces: str = "largest",
+               align_settings=None, options=None, progress: bool = False) -> FillSummary:
+    """Fill each photo and write `out_dir/<stem><suffix>` (the whole photo),
+    `out_dir/compare/<stem>.png` and a line of `out_dir/fill.jsonl`. `mask` is a file (used for
+    every photo) or a folder of masks matched by stem. A photo that fails (unreadable, no face,
+    region off the faces, mask of the wrong size) is recorded and the others go on."""
+    from tqdm import tqdm
+
+    from inpaint.align import AlignSettings, FaceAligner
+    from inpaint.complete import LatentSearch, SearchOptions, output_stems
+    from inpaint.images import read_image, write_image
+    from inpaint.masks import find_mask_for
+
+    settings = align_settings or AlignSettings(size=model.config.model.image_size)
+    aligner = FaceAligner(settings)
+    options = (options or SearchOptions()).validate()
+    search = LatentSearch(*model.networks(options.precision), options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = FillSummary()
+    t0 = time.perf_counter()
+    stems = output_stems(photos)
+    for path, stem in tqdm(list(zip(photos, stems)), disable=not progress, unit="photo"):
+        record = {"input": str(path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        try:
+            photo = read_image(path)
+            hole = None
+            if mask is not None:
+                mask_file = find_mask_for(mask, path.stem) if mask.is_dir() else mask
+                hole = read_photo_mask(mask_file, photo.shape[:2])
+            if box is not None:
+                b = box_hole(box, photo.shape[:2])
+                hole = b if hole is None else hole | b
+            res = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole,
+                             faces=faces, options=options, name=str(path), search=search)
+            out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
+            write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))
+            record.update(status="filled", output=str(out), size=[photo.shape[1], photo.shape[0]],
+                          hole_pixels=int(res.hole.sum()), unfilled_pixels=res.unfilled_pixels,
+                          faces=[f.record() for f in res.faces],
+                          seconds={k: round(v, 3) for k, v in res.seconds.items()})
+            summary.filled.append(str(path))
+        except InpaintError as exc:
+            record.update(status="error", reason=str(exc))
+            summary.failed.append((str(path), str(exc)))
+            log.warning("%s", exc)
+        _append_record(out_dir / RECORDS_NAME, record)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _append_record(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

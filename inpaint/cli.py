@@ -42,6 +42,25 @@ class InpaintGroup(click.Group):
             ctx.exit(130)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN and the infinities (every comparison with NaN is
+    false, so click's own bounds let `nan` through)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{rv} is not a finite number.", param, ctx)
+        return rv
+
+
+# Seeds: non-negative, and within the 32 bits numpy's legacy seeding (keras) accepts.
+SEED = click.IntRange(0, 2**32 - 1)
+
+
 def _setup_logging(quiet: bool, tensorflow: bool = True) -> None:
     """Log to stderr (warnings only with --quiet) and, for commands that use TensorFlow, import
     it now with its C++ start-up lines (oneDNN, CUDA probing) hidden. They are shown if the import
@@ -211,10 +230,11 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--mask-type", "--maskType", "mask_type", default="center", show_default=True,
               type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
                                  "lowres", "full"]))
-@click.option("--center-scale", default=0.25, show_default=True, type=click.FloatRange(0, 0.5,
+@click.option("--center-scale", default=0.25, show_default=True, type=FiniteFloatRange(0, 0.5,
               max_open=True), help="Margin of the center hole (0.25: the middle half).")
 @click.option("--missing-fraction", default=0.8, show_default=True,
-              type=click.FloatRange(0, 1), help="Fraction of pixels missing with --mask-type random.")
+              type=FiniteFloatRange(0, 1),
+              help="Fraction of pixels missing with --mask-type random.")
 @click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
               help="Mask PNG (white = known) or a folder of per-image masks named by stem.")
 @click.option("--mask-box", callback=_parse_box, metavar="X,Y,W,H",
@@ -224,24 +244,24 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--perceptual", default="nonsaturating", show_default=True,
               type=click.Choice(["nonsaturating", "paper"]),
               help="-log D(G(z)), or the paper's log(1 - D(G(z))).")
-@click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of the perceptual loss.")
 @click.option("--optimizer", default="adam", show_default=True,
               type=click.Choice(["adam", "momentum"]))
 @click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
               help="Search iterations (the reference used 1000 with momentum; see README).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
               help="Step size (default 0.03 for adam, 0.01 for momentum).")
-@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--momentum", default=0.9, show_default=True, type=FiniteFloatRange(0, 1))
 @click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
               help="Random starting points per image; the lowest final loss wins.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--precision", default="float32", show_default=True,
               type=click.Choice(["float32", "bfloat16"]), help="Compute precision of the search.")
 @click.option("--optimize-shift", is_flag=True,
               help="Also search a sub-pixel translation of G(z) per image (faces off the "
                    "training alignment).")
-@click.option("--max-shift", default=4.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--max-shift", default=4.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Largest shift in pixels along each axis, with --optimize-shift.")
 @click.option("--blend/--no-blend", default=True, show_default=True,
               help="Poisson-blend G(z) into the hole.")
@@ -307,13 +327,13 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
 @click.argument("src", nargs=-1, required=True, metavar="SRC...")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="OUT.gif, or .webp / .mp4 (the suffix picks the format).")
-@click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--fps", default=10.0, show_default=True, type=FiniteFloatRange(0, min_open=True),
               help="Frames per second (GIF: at most 50).")
 @click.option("--loop", default=0, show_default=True, type=click.IntRange(min=0),
               help="How many times it plays; 0 loops forever (GIF and WebP).")
 @click.option("--scale", default=2, show_default=True, type=click.IntRange(1, 16),
               help="Integer nearest-neighbour upscaling.")
-@click.option("--hold-last", default=1.0, show_default=True, type=click.FloatRange(0, 600),
+@click.option("--hold-last", default=1.0, show_default=True, type=FiniteFloatRange(0, 600),
               help="Extra seconds the last frame stays on screen.")
 @click.option("--image", metavar="STEM",
               help="Animate one image's frames, SRC/frames/STEM/, instead of progress/.")
@@ -333,6 +353,9 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
     if suffix not in gif.SUFFIXES:
         raise click.BadParameter(f"the output must end in {', '.join(gif.SUFFIXES)}",
                                  param_hint="'-o' / '--output'")
+    if fps < gif.MIN_FPS:
+        raise click.BadParameter(f"at least {gif.MIN_FPS:g} fps (a frame may stay at most "
+                                 f"{1 / gif.MIN_FPS:g} s)", param_hint="'--fps'")
     if suffix == ".gif" and fps > gif.MAX_GIF_FPS:
         raise click.BadParameter(f"a GIF plays at most {gif.MAX_GIF_FPS:g} fps (write .mp4 or "
                                  f".webp for more)", param_hint="'--fps'")
@@ -359,7 +382,7 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
               help="dlib's HOG frontal detector, or its CNN detector (far slower on a CPU).")
 @click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
               help="Times the photo is doubled before detection (finds smaller faces, slower).")
-@click.option("--min-score", type=float, default=None,
+@click.option("--min-score", type=FiniteFloatRange(), default=None,
               help="Drop detections scoring below this.  [default: 0.3]")
 @click.option("--predictor", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="dlib 68-point model file (default: the face-recognition-models copy).")
@@ -417,8 +440,8 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
               help="Search iterations (the reference used 1000 with momentum; see README).")
 @click.option("--optimizer", default="adam", show_default=True,
               type=click.Choice(["adam", "momentum"]))
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
-@click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0))
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True))
+@click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0))
 @click.option("--context-weighting", default="yeh", show_default=True,
               type=click.Choice(["yeh", "none"]))
 @click.option("--perceptual", default="nonsaturating", show_default=True,
@@ -426,7 +449,7 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
 @click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--precision", default="float32", show_default=True,
               type=click.Choice(["float32", "bfloat16"]))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 
 from inpaint import masks as masklib
 from inpaint.blend import poisson_blend
-from inpaint.errors import ImageReadError, InpaintError, MaskError
+from inpaint.errors import Diverged, ImageReadError, InpaintError, MaskError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ class SearchOptions:
     shift_lr: float = 0.05  # pixels per Adam step
 
     def validate(self) -> SearchOptions:
+        for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InpaintError(f"{name} must be a finite number, got {value}")
+        if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.beta2 < 1.0:
+            raise InpaintError(f"momentum must be in [0, 1] and beta2 in [0, 1), got "
+                               f"{self.momentum} and {self.beta2}")
+        if self.lam < 0:
+            raise InpaintError(f"the perceptual weight lam must be >= 0, got {self.lam}")
+        if self.seed < 0:
+            raise InpaintError(f"seed must be >= 0, got {self.seed}")
         if self.iters < 0:
             raise InpaintError(f"iterations must be >= 0, got {self.iters}")
         if self.optimizer not in OPTIMIZERS:
@@ -208,6 +220,12 @@ class LatentSearch:
         def record(i, g, total, contextual, perceptual):
             losses = {"total": total.numpy(), "contextual": contextual.numpy(),
                       "perceptual": perceptual.numpy()}
+            bad = ~np.isfinite(losses["total"])
+            if bad.any():
+                raise Diverged(f"the latent search diverged at iteration {i}: the loss of "
+                               f"{int(bad.sum())} of {bad.size} searches is NaN or infinite "
+                               f"(try a lower --lr than {self.opts.learning_rate:g}); nothing "
+                               "of this batch was saved")
             for k, val in losses.items():
                 history[k].append(val)
             if callback is not None:

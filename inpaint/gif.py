@@ -34,8 +34,10 @@ SUFFIXES = (".gif", ".webp", ".mp4")
 # GIF delays are whole centiseconds, and browsers play any delay under 2 cs (0.02 s) as 0.1 s, so
 # a GIF cannot run faster than 50 frames per second.
 MAX_GIF_FPS = 50.0
-# The longest GIF delay is 65535 cs; stay well inside it.
+# The longest GIF delay is 65535 cs; stay well inside it, also for the last frame, which is shown
+# 1 / MIN_FPS + MAX_HOLD_SECONDS = 610 s at most.
 MAX_HOLD_SECONDS = 600.0
+MIN_FPS = 0.1
 # The writer holds every output frame in memory (about 4 bytes per pixel: RGB plus the paletted
 # copy), so refuse more than this many output pixels in all (about 4 GB) before starting.
 MAX_ANIMATION_PIXELS = 1_000_000_000
@@ -214,8 +216,9 @@ def _check_options(suffix: str, fps: float, loop: int, scale: int, hold_last: fl
     if suffix not in SUFFIXES:
         raise InpaintError(f"cannot write {suffix or 'a file without suffix'!r}; the output must "
                            f"end in {', '.join(SUFFIXES)}")
-    if not fps > 0:
-        raise InpaintError(f"fps must be positive, got {fps}")
+    if not MIN_FPS <= fps < float("inf"):
+        raise InpaintError(f"fps must be at least {MIN_FPS:g} (a frame shows at most "
+                           f"{1 / MIN_FPS:g} s), got {fps}")
     if suffix == ".gif" and fps > MAX_GIF_FPS:
         raise InpaintError(f"a GIF cannot play faster than {MAX_GIF_FPS:g} fps (browsers slow "
                            f"shorter delays down to 10 fps); use --fps {MAX_GIF_FPS:g} or less, "

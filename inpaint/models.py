@@ -261,6 +261,11 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
         except Exception as exc:
             raise ModelError(f"cannot load {model_dir}/{name}: {exc}") from None
     gen, disc = nets
+    for name, net in zip(("generator.keras", "discriminator.keras"), nets):
+        if (bad := first_non_finite_weight(net)) is not None:
+            raise ModelError(f"{model_dir}/{name}: weight {bad} holds NaN or infinite values (a "
+                             "diverged training or a damaged file); export the model again "
+                             "from a good checkpoint")
     s, c, zd = cfg.model.image_size, cfg.model.channels, cfg.model.z_dim
     if tuple(gen.input_shape[1:]) != (zd,) or tuple(gen.output_shape[1:]) != (s, s, c):
         raise ModelError(f"{model_dir}: the generator maps {gen.input_shape} -> "
@@ -271,6 +276,17 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
     if network_policy(gen) == "float16":  # half-precision storage: compute in float32
         gen, disc = cast_networks(gen, disc, cfg.model, "float32")
     return LoadedModel(gen, disc, cfg, meta, model_dir)
+
+
+def first_non_finite_weight(model: keras.Model) -> str | None:
+    """The path of the first weight of `model` holding NaN or an infinity, else None. Such a
+    network outputs NaN for every input (a diverged training, or a damaged file whose checksums
+    were recomputed): a completion made with it is a black hole, not an error."""
+    for w in model.weights:
+        values = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+        if values.size and not np.isfinite(values.astype(np.float32)).all():
+            return w.path
+    return None
 
 
 def _custom_objects() -> dict:

@@ -294,6 +294,9 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
         raise click.BadParameter("no images match", param_hint="IMAGES")
     if sum(x is not None for x in (mask_path, mask_box)) > 1:
         raise click.UsageError("give at most one of --mask and --mask-box")
+    if mask_path is not None and not (mask_path.is_file() or mask_path.is_dir()):
+        raise click.BadParameter(f"{mask_path} is not a regular file or a folder",
+                                 param_hint="'--mask'")
     spec = MaskSpec(kind=mask_type, center_scale=center_scale, missing_fraction=missing_fraction,
                     file=mask_path if mask_path and mask_path.is_file() else None,
                     folder=mask_path if mask_path and mask_path.is_dir() else None,

@@ -246,9 +246,12 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg = Config()
     if path is None:
         return cfg.validate()
+    from inpaint.images import open_regular  # a FIFO would block a plain read forever
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, error=lambda m: ConfigError(f"cannot read config {m}")) as f:
+            text = f.read().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

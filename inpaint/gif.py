@@ -25,7 +25,13 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import DataError, InpaintError
-from inpaint.images import atomic_path, atomic_write_bytes, is_image_path, read_image
+from inpaint.images import (
+    atomic_path,
+    atomic_write_bytes,
+    is_image_path,
+    read_image,
+    safe_resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ def _sorted_frames(paths: Iterable[Path]) -> list[Path]:
 
 def _images_in(folder: Path) -> list[Path]:
     """Image files directly in `folder` (not below it): a frame folder is flat."""
-    return [p for p in folder.iterdir() if p.is_file() and is_image_path(p)]
+    return [p for p in folder.iterdir() if is_image_path(p) and not p.is_dir()]
 
 
 def _progress_frames(progress: Path) -> list[Path]:
@@ -122,7 +128,7 @@ def _frames_of(source: str | Path) -> list[Path]:
         return [path]  # named explicitly: kept whatever its suffix, so reading says what is wrong
     if glob.has_magic(str(source)):
         matches = [Path(p) for p in glob.glob(str(source), recursive=True)]
-        frames = [p for p in matches if p.is_file() and is_image_path(p)]
+        frames = [p for p in matches if is_image_path(p) and not p.is_dir()]
         if not frames:
             raise DataError(f"{source}: no image files match this pattern")
         return frames
@@ -358,7 +364,8 @@ def make_animation(sources: str | Path | Sequence[str | Path], output: str | Pat
     _check_options(output.suffix.lower(), fps, loop, scale, hold_last)
     _check_writer(output.suffix.lower())
     # An animation written into its own frame folder (a .webp is an image suffix) is no frame.
-    paths = [p for p in collect_frames(sources, image=image) if p.resolve() != output.resolve()]
+    paths = [p for p in collect_frames(sources, image=image)
+             if safe_resolve(p) != safe_resolve(output)]
     frames = read_frames(paths, progress=progress)
     return write_animation(frames, output, fps=fps, loop=loop, scale=scale, hold_last=hold_last,
                            progress=progress)

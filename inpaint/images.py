@@ -6,18 +6,24 @@ to and from the networks' `float32` range [-1, 1].
 
 from __future__ import annotations
 
+import errno
 import glob
+import logging
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from inpaint.errors import ImageReadError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -31,10 +37,65 @@ def is_image_path(path: Path) -> bool:
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """Every image file below `root` (recursive; suffix test is case-insensitive), sorted."""
+    """Every entry below `root` with an image suffix that is not a folder (recursive; suffix test
+    is case-insensitive), sorted. FIFOs, dangling links and link loops are included, so reading
+    them reports each one (see open_regular) instead of skipping it unseen."""
     root = Path(root)
-    found = [p for p in root.rglob("*") if p.is_file() and is_image_path(p)]
+    found = [p for p in root.rglob("*") if is_image_path(p) and not p.is_dir()]
     return sorted(found)
+
+
+def special_file_reason(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a file although it is there: a dangling symbolic link, a
+    link loop, or no regular file (a FIFO, socket or device). None for a regular file, a folder
+    or a path that does not exist."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return "a dangling symbolic link" if os.path.islink(path) else None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special")
+    return f"not a regular file ({kind})"
+
+
+def open_regular(path: str | Path, error=None) -> BinaryIO:
+    """Open a regular file for reading in binary mode without ever blocking: a FIFO with no
+    writer would hang an ordinary open() forever. Anything that is not a regular file raises
+    `error` (default ImageReadError) with the reason (special_file_reason); a missing file
+    raises FileNotFoundError, other failures OSError."""
+    error = error or ImageReadError
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        reason = special_file_reason(path) if exc.errno in (errno.ELOOP, errno.ENOENT) else None
+        if reason:
+            raise error(f"{path}: {reason}") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+            raise error(f"{path}: {special_file_reason(path) or 'not a regular file'}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def safe_resolve(path: str | Path) -> Path:
+    """`path` made absolute with its links resolved where they resolve: a link loop (which
+    Path.resolve raises RuntimeError for) keeps its own absolute name, so it can be reported."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -96,12 +157,15 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open_regular(path) as f, Image.open(f) as im:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageReadError(
                         f"{path}: {w}x{h} pixels is over the limit of {max_pixels} pixels"
                     )
+                if getattr(im, "n_frames", 1) > 1:
+                    log.warning("%s is animated (%d frames); only its first frame is used", path,
+                                im.n_frames)
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 im = _to_rgb(im)

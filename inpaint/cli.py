@@ -326,6 +326,18 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
         raise SystemExit(1)
 
 
+def _check_stem(ctx, param, value):
+    if value is None:
+        return None
+    from inpaint.errors import DataError
+    from inpaint.gif import check_stem
+
+    try:
+        return check_stem(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("make-gif")
 @click.argument("src", nargs=-1, required=True, metavar="SRC...")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -338,7 +350,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
               help="Integer nearest-neighbour upscaling.")
 @click.option("--hold-last", default=1.0, show_default=True, type=FiniteFloatRange(0, 600),
               help="Extra seconds the last frame stays on screen.")
-@click.option("--image", metavar="STEM",
+@click.option("--image", metavar="STEM", callback=_check_stem,
               help="Animate one image's frames, SRC/frames/STEM/, instead of progress/.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
 def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):

@@ -96,8 +96,18 @@ def _progress_frames(progress: Path) -> list[Path]:
     return frames
 
 
+def check_stem(stem: str) -> str:
+    """`stem` if it names one folder inside frames/ (no separator, not "." or ".."), else a
+    DataError: `--image ../../elsewhere` must not read frames outside SRC/frames."""
+    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
+        raise DataError(f"--image takes the stem of one completed image (a name such as "
+                        f"'000', as in frames/000/), not a path: {stem!r}")
+    return stem
+
+
 def _image_frames(src: Path, stem: str) -> list[Path]:
     """One image's frames, `src/frames/<stem>/NNNN.png`."""
+    check_stem(stem)
     frames_dir = src / "frames"
     if not frames_dir.is_dir():
         raise DataError(f"{src}: no frames/ folder, so no per-image frames for --image {stem} "
@@ -272,10 +282,18 @@ def _encode_pillow(frames: Iterable[np.ndarray], suffix: str, durations: list[in
     else:
         extra.update(loop=loop, lossless=True)  # WebP counts plays; 0 is forever
     buf = io.BytesIO()
-    with iio.imopen(buf, "w", extension=suffix, plugin="pillow") as writer:
+    writer = iio.imopen(buf, "w", extension=suffix, plugin="pillow")
+    try:
         for frame in frames:
             # The plugin gathers the frames and hands Pillow these options when it closes.
             writer.write(frame, is_batch=False, **extra)
+    except BaseException:
+        # Ctrl-C (or an error) between frames: closing would encode the frames gathered so far,
+        # with durations for all of them, and fail with a TypeError that hides the first error.
+        writer.images_to_write.clear()
+        writer.close()
+        raise
+    writer.close()
     return buf.getvalue()
 
 

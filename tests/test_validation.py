@@ -200,3 +200,40 @@ def test_train_with_an_overflowing_rate_ends_in_one_error_line(tmp_path):
     assert "Traceback" not in r.output
     metrics = run_dir / "metrics.jsonl"
     assert not metrics.exists() or strict_json_lines(metrics) == []
+
+
+@pytest.mark.parametrize("stem", ["../../elsewhere", "..", "a/../../../elsewhere"])
+def test_make_gif_image_stem_cannot_leave_the_frames_folder(stem, tmp_path):
+    from inpaint import gif
+
+    src = tmp_path / "out"
+    write_faces(src / "frames" / "000", n=2, size=(8, 8))
+    write_faces(tmp_path / "elsewhere", n=2, size=(8, 8))  # what ../../elsewhere reaches
+    r = run("make-gif", src, "--image", stem, "-o", tmp_path / "a.gif", "-q")
+    assert r.exit_code == 2, r.output
+    assert "not a path" in r.output
+    assert not (tmp_path / "a.gif").exists()
+    with pytest.raises(InpaintError, match="not a path"):
+        gif.collect_frames(src, image=stem)
+
+
+def test_ctrl_c_while_a_gif_is_encoded_is_a_keyboard_interrupt_and_leaves_no_file(
+        tmp_path, monkeypatch):
+    """Ctrl-C between two frames: the KeyboardInterrupt reaches the command (which prints one
+    line and exits 130), not a TypeError from the writer flushing a half-gathered animation."""
+    from inpaint import gif
+
+    original, calls = gif.quantize_frame, []
+
+    def interrupted_at_the_second(frame):
+        calls.append(1)
+        if len(calls) == 2:  # one frame gathered: Pillow then wants one duration, not a list
+            raise KeyboardInterrupt
+        return original(frame)
+
+    monkeypatch.setattr(gif, "quantize_frame", interrupted_at_the_second)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(5)]
+    with pytest.raises(KeyboardInterrupt):
+        gif.write_animation(frames, tmp_path / "a.gif", fps=10)
+    assert sorted(tmp_path.iterdir()) == []

@@ -40,6 +40,23 @@ class InpaintGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except OSError as exc:  # a full disk, a read-only one, an output path that is a file
+            click.echo(f"Error: {_os_error_message(exc)}", err=True)
+            ctx.exit(1)
+
+
+def _os_error_message(exc: OSError) -> str:
+    """`path: reason` for an OSError, and what became of the work for the errors of a full or
+    read-only disk (every output is written atomically, so what was finished is whole)."""
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"{where}{exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                     errno.EFBIG):
+        text += ("; the outputs finished before it are kept whole. Make room (or choose "
+                 "another output folder) and re-run to continue")
+    return text
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -485,14 +502,19 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
 
     from inpaint.complete import SearchOptions
     from inpaint.evaluate import evaluate_mask, markdown_table
-    from inpaint.images import atomic_write_bytes, expand_inputs, read_faces
+    from inpaint.images import atomic_write_bytes, check_writable, expand_inputs, read_faces
     from inpaint.models import load_model
 
+    if json_path:  # before the work, not after it
+        check_writable(json_path)
     paths = expand_inputs(images)[:limit]
     loaded = load_model(_model_path(model))
     faces, stems, failed = read_faces(paths, loaded.config.model.image_size)
     if not len(faces):
-        raise click.BadParameter("no readable images", param_hint="IMAGES")
+        reasons = "; ".join(failed[:10]) + (f"; and {len(failed) - 10} more"
+                                             if len(failed) > 10 else "")
+        raise click.BadParameter(f"no readable images ({reasons or 'none given'})",
+                                 param_hint="IMAGES")
     opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, lam=lam,
                          context_weighting=context_weighting, perceptual=perceptual,
                          restarts=restarts, seed=seed, precision=precision)

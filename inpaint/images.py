@@ -240,6 +240,32 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+# The longest file name (bytes) of Linux, macOS and Windows file systems.
+NAME_MAX = 255
+_MKSTEMP_RANDOM = 8  # characters tempfile adds between prefix and suffix
+
+
+def temporary_prefix(name: str, suffix: str = "") -> str:
+    """`.<name>.` for a temporary file or folder beside `name` (hidden, and recognisably its),
+    with `name` cut short so that the prefix, tempfile's random characters and `suffix` fit in
+    NAME_MAX bytes: a legal final name of 255 bytes must not make an illegal temporary one."""
+    room = NAME_MAX - _MKSTEMP_RANDOM - len(os.fsencode(suffix)) - 2
+    return "." + os.fsdecode(os.fsencode(name)[:room]) + "."
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise the OSError that writing a file at `path` would, now, before a long computation:
+    its folder is created and a temporary file made and removed there; a folder at `path` is
+    IsADirectoryError."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=temporary_prefix(path.name), dir=path.parent)
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp"):
     """Yield a temporary file name in `path`'s folder for the caller to write; when the block
@@ -248,7 +274,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp"):
     of an ordinary new file (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name, suffix), suffix=suffix,
+                               dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)

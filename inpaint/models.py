@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from keras import layers
 from inpaint import __version__
 from inpaint.config import Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
-from inpaint.images import _UMASK
+from inpaint.images import _UMASK, temporary_prefix
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
@@ -169,7 +170,8 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
     generator, discriminator = cast_networks(generator, discriminator, cfg.model, storage)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    remove_stale_exports(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out_dir.name), dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)  # an ordinary folder, not mkdtemp's private 0700
         generator.save(tmp / "generator.keras")
@@ -185,7 +187,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
             **(extra or {}),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        old = out_dir.with_name(f".{out_dir.name}.old")
+        old = out_dir.with_name(temporary_prefix(out_dir.name, "old") + "old")
         if old.exists():
             shutil.rmtree(old)
         if out_dir.exists():
@@ -196,6 +198,20 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def remove_stale_exports(out_dir: Path) -> None:
+    """Delete what an export into `out_dir` that was killed left beside it: its temporary
+    folder (`.<name>.XXXXXXXX`, mkdtemp's 8 random characters) and the previous model it was
+    replacing (`.<name>.old`). The caller holds the run's lock, so no export is running."""
+    prefix = temporary_prefix(out_dir.name)
+    if not out_dir.parent.is_dir():
+        return
+    for p in out_dir.parent.iterdir():
+        rest = p.name[len(prefix):] if p.name.startswith(prefix) else None
+        if rest is not None and p.is_dir() and not p.is_symlink() and (
+                re.fullmatch(r"[a-z0-9_]{8}", rest) or rest == "old"):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def resolve_model_dir(path: str | Path) -> Path:

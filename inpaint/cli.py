@@ -183,6 +183,7 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
     shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
                  "train.precision": precision, "train.strategy": strategy}
     cfg = _build_config(config_path, sets, shortcuts, out)
+    _lock(out, "train", chief=training.is_chief(cfg.train.strategy))
     if export_only:
         stored = training.stored_config(out)
         if stored is None:
@@ -203,6 +204,15 @@ def train_dcgan(dataset, out, config_path, epochs, batch_size, seed, precision, 
     click.echo(f"trained {result.step - result.resumed_from} steps in {mins:.1f} min "
                f"(step {result.step}/{result.total_steps}, {result.images_used} images, "
                f"{len(result.skipped)} unreadable files skipped); model: {result.model_dir}")
+
+
+def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
+    """Hold the lock of the output or run folder until the command ends (see inpaint.locks);
+    the other workers of a multi-worker training share the chief's run folder."""
+    from inpaint.locks import lock_folder
+
+    if chief:
+        click.get_current_context().with_resource(lock_folder(folder, command, shard=shard))
 
 
 def _parse_box(ctx, param, value):
@@ -306,7 +316,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     from inpaint.images import expand_inputs
     from inpaint.models import load_model
 
-    inputs = expand_inputs(images)
+    inputs = expand_inputs(images, exclude=out_dir)
     if not inputs:
         raise click.BadParameter("no images match", param_hint="IMAGES")
     if sum(x is not None for x in (mask_path, mask_box)) > 1:
@@ -323,6 +333,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
                          restarts=restarts, seed=seed, precision=precision,
                          optimize_shift=optimize_shift, max_shift=max_shift)
     loaded = load_model(_model_path(model))
+    _lock(out_dir, "complete", shard=shard)
     try:
         summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
                                  batch_size=batch_size, blend_result=blend,

@@ -26,7 +26,7 @@ import numpy as np
 
 from inpaint import masks as masklib
 from inpaint.blend import poisson_blend
-from inpaint.errors import Diverged, ImageReadError, InpaintError, MaskError
+from inpaint.errors import Diverged, ImageReadError, InpaintError, MaskError, RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +328,17 @@ class MaskSpec:
             return "box {},{},{},{}".format(*self.box)
         return self.kind
 
+    def key(self) -> dict:
+        """What decides the masks (for telling runs with other masks apart)."""
+        if self.file or self.folder or self.box:
+            return {"mask": self.describe()}
+        key: dict = {"mask": self.kind}
+        if self.kind == "center":
+            key["center_scale"] = self.center_scale
+        if self.kind == "random":
+            key["missing_fraction"] = self.missing_fraction
+        return key
+
     def mask_for(self, stem: str, size: int, image_wh: tuple[int, int] | None = None
                  ) -> np.ndarray:
         if self.box is not None:
@@ -445,6 +456,11 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     size = model.config.model.image_size
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = completion_settings(opts, mask, model, blend_result)
+    check_settings(out_dir, settings, overwrite)
+    shard_tag = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    atomic_write_bytes(out_dir / f"run{shard_tag}.json", json.dumps(  # replaced at the end
+        {"settings": settings, "finished": False}, indent=2).encode())
     stems = output_stems(inputs)
     summary = FilesSummary()
     t0 = time.time()
@@ -462,7 +478,6 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     generator, discriminator = _networks(model, opts.precision)
     search = LatentSearch(generator, discriminator, opts, lowres=mask.lowres)
     # Shards share out_dir: files every shard would write get the shard's name.
-    shard_tag = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
     grid_prefix = f"shard{shard[0]}_" if shard and shard[0] > 1 else ""
     log_path = out_dir / f"log{shard_tag}.jsonl"
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
@@ -533,9 +548,54 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
               "failed": [{"path": p, "reason": r} for p, r in summary.failed],
               "resized": summary.resized, "seconds": round(summary.seconds, 2),
               "shard": list(shard) if shard else None, "other_shards": summary.other_shards,
-              **(run_options or {})}
+              "settings": settings, "finished": True, **(run_options or {})}
     atomic_write_bytes(out_dir / f"run{shard_tag}.json", json.dumps(record, indent=2).encode())
     return summary
+
+
+def completion_settings(opts: SearchOptions, mask: MaskSpec, model, blend_result: bool) -> dict:
+    """Everything that decides the outputs of an image, as JSON values: the search options, the
+    mask, the model (by its files' hashes) and blending. (Batch size and output interval do not:
+    every image's search is independent and seeded by its name.)"""
+    settings = {"options": asdict(opts), **mask.key(), "blend": blend_result,
+                "model_sha256": model.identity.get("sha256")}
+    return json.loads(json.dumps(settings))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "model_sha256":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
+    """RunDirError naming the differences when `out_dir` holds completions made with other
+    settings (the run records run.json / run.shard-*.json say which), unless `overwrite`:
+    skipping their images as "already done" would mix results, and the record would claim
+    settings they were not made with."""
+    if overwrite:
+        return
+    for path in sorted(out_dir.glob("run*.json")):
+        try:
+            old = json.loads(path.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(old, dict) or old == settings:
+            continue
+        before, now = _flatten(old), _flatten(settings)
+        diffs = []
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) == now.get(key):
+                continue
+            diffs.append("another model" if key == "model_sha256" else
+                         f"{key} {before.get(key, '-')} there, {now.get(key, '-')} now")
+        raise RunDirError(f"{out_dir} holds completions made with other settings "
+                          f"({'; '.join(diffs)}); use --overwrite to redo them with these "
+                          "settings, or another --out-dir")
 
 
 def _ends_mid_line(path: Path) -> bool:

@@ -98,15 +98,21 @@ def safe_resolve(path: str | Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+def expand_inputs(inputs: Iterable[str | Path], exclude: str | Path | None = None,
+                  ) -> list[Path]:
     """Files, directories (recursive) and glob patterns -> unique image paths, in given order.
 
     A named file is kept whatever its suffix (so the user hears why it cannot be read); files found
-    by a directory walk or a glob are kept only if they have an image suffix."""
+    by a directory walk or a glob are kept only if they have an image suffix, and not if they lie
+    inside the folder `exclude` (an output folder inside an input folder: its outputs are no
+    inputs)."""
     out: list[Path] = []
     seen: set[Path] = set()
+    skip = safe_resolve(exclude) if exclude is not None else None
 
-    def add(p: Path) -> None:
+    def add(p: Path, walked: bool = True) -> None:
+        if walked and skip is not None and safe_resolve(p).is_relative_to(skip):
+            return
         if p not in seen:
             seen.add(p)
             out.append(p)
@@ -117,7 +123,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             for q in find_images(p):
                 add(q)
         elif p.exists():
-            add(p)
+            add(p, walked=False)
         elif glob.has_magic(str(item)):
             for q in sorted(glob.glob(str(item), recursive=True)):
                 q = Path(q)
@@ -127,7 +133,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
                 elif is_image_path(q):
                     add(q)
         else:
-            add(p)  # reading it will report "no such file"
+            add(p, walked=False)  # reading it will report "no such file"
     return out
 
 

@@ -34,6 +34,7 @@ from inpaint import __version__
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
 from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
+from inpaint.locks import LOCK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def prepare_run_dir(run_dir: str | Path, cfg: Config, write: bool = True) -> Con
                               "Resume it without changing these, or train into a new --out.")
     if not write:
         return cfg
-    if not stored_path.is_file() and run_dir.exists() and any(run_dir.iterdir()):
+    if not stored_path.is_file() and run_dir.exists() and any(
+            p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirError(f"{run_dir} is not empty and holds no inpaint run (no config.toml); "
                           "choose a new or empty --out directory")
     run_dir.mkdir(parents=True, exist_ok=True)

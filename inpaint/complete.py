@@ -419,6 +419,12 @@ def _prepare(path: Path, stem: str, mask: MaskSpec, size: int,
     img = read_image(path)
     h, w = img.shape[:2]
     m = mask.mask_for(stem, size, (w, h))
+    if summary is not None and (mask.file or mask.folder or mask.box):
+        if m.min() > 0.5:
+            log.warning("the mask of %s marks every pixel known: nothing to fill", path)
+        elif m.max() < 0.5:
+            log.warning("the mask of %s marks no pixel known: the completion is whatever the "
+                        "generator makes, unconstrained by the image", path)
     if (h, w) != (size, size):
         if summary is not None:
             log.warning("%s is %dx%d, not the model's %dx%d: centre-cropped and resized "

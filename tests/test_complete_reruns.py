@@ -62,3 +62,26 @@ def test_a_rerun_with_another_model_is_refused(tiny_run, tmp_path):
     r = run("complete", src, "--outDir", out, "--model", other, "--iters", 1, "-q")
     assert r.exit_code == 1, r.output
     assert "other settings (another model)" in r.output
+
+
+def test_masks_with_nothing_known_or_nothing_to_fill_are_warned_about(tiny_run, tmp_path,
+                                                                      caplog):
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.models import load_model
+
+    src = write_faces(tmp_path / "in", n=2, size=(16, 16))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(masks / "000.png")  # all known
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "001.png")  # nothing known
+    with caplog.at_level(logging.WARNING):
+        complete_files(sorted(src.iterdir()), tmp_path / "out", load_model(tiny_run),
+                       mask=MaskSpec(folder=masks), options=SearchOptions(iters=1),
+                       progress=False)
+    assert f"the mask of {src / '000.png'} marks every pixel known" in caplog.text
+    assert f"the mask of {src / '001.png'} marks no pixel known" in caplog.text

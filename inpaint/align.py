@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import AlignError, InpaintError, Interrupted
-from inpaint.images import find_images, is_image_path, read_image, write_image
+from inpaint.images import find_images, is_image_path, read_image, safe_resolve, write_image
 
 log = logging.getLogger(__name__)
 
@@ -476,12 +476,12 @@ def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path) -> list[AlignJo
     `out_dir` are left out (so an output folder inside the input folder is not re-aligned). Output
     names never leave `out_dir`. Two inputs that would write the same output are disambiguated by
     their suffix (`photo_jpg`, `photo_png`) or, failing that, refused with AlignError."""
-    out_root = Path(out_dir).resolve()
+    out_root = safe_resolve(out_dir)
     jobs: list[AlignJob] = []
     seen: set[Path] = set()
 
     def add(path: Path, rel: Path, walked: bool) -> None:
-        resolved = path.resolve()
+        resolved = safe_resolve(path)
         if resolved in seen:
             return
         if walked and resolved.is_relative_to(out_root):
@@ -504,7 +504,7 @@ def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path) -> list[AlignJo
                 if q.is_dir():
                     for r in find_images(q):
                         add(r, Path(os.path.relpath(r, base)), True)
-                elif q.is_file() and is_image_path(q):
+                elif is_image_path(q):  # links that lead nowhere too: reported per file
                     add(q, Path(os.path.relpath(q, base)), True)
         else:
             add(p, Path(p.name), False)  # processing reports "no such file"
@@ -544,7 +544,7 @@ def align_file(aligner: FaceAligner, job: AlignJob, out_dir: Path) -> dict:
     """Align one input and write its faces; returns its record (see `align_batch`). Never raises for
     a problem with this one input: unreadable files and failed alignments become status "error"."""
     s = aligner.settings
-    record = {"input": str(job.path.resolve()), "key": job.key, "status": "error",
+    record = {"input": str(safe_resolve(job.path)), "key": job.key, "status": "error",
               "message": None, "image_size": None, "detections": [], "weak_scores": [],
               "faces": [], "settings": s.key()}
     try:
@@ -711,14 +711,14 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
                              f"another --out-dir")
     done, todo = [], []
     for job in jobs:
-        rec = previous.get(str(job.path.resolve()))
+        rec = previous.get(str(safe_resolve(job.path)))
         if not overwrite and _is_done(rec, out_dir):
             done.append((job, rec))
         else:
             todo.append(job)
     stale = {}  # outputs of earlier records, removed if the new record does not write them again
     for job in todo:
-        rec = previous.get(str(job.path.resolve()))
+        rec = previous.get(str(safe_resolve(job.path)))
         if rec:
             stale[rec["input"]] = {f["output"] for f in rec.get("faces", [])}
     if done:
@@ -738,7 +738,7 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
         finally:
             records.close()
     seconds = time.perf_counter() - start
-    given = {str(job.path.resolve()): str(job.path) for job in jobs}
+    given = {str(safe_resolve(job.path)): str(job.path) for job in jobs}
     everything = [rec for _, rec in done] + results
     counts = {s: 0 for s in STATUSES}
     for rec in everything:

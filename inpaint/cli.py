@@ -40,6 +40,42 @@ class InpaintGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except OSError as exc:  # a full disk, a read-only one, an output path that is a file
+            click.echo(f"Error: {_os_error_message(exc)}", err=True)
+            ctx.exit(1)
+
+
+def _os_error_message(exc: OSError) -> str:
+    """`path: reason` for an OSError, and what became of the work for the errors of a full or
+    read-only disk (every output is written atomically, so what was finished is whole)."""
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"{where}{exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                     errno.EFBIG):
+        text += ("; the outputs finished before it are kept whole. Make room (or choose "
+                 "another output folder) and re-run to continue")
+    return text
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN and the infinities (every comparison with NaN is
+    false, so click's own bounds let `nan` through)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{rv} is not a finite number.", param, ctx)
+        return rv
+
+
+# Seeds: non-negative, and within the 32 bits numpy's legacy seeding (keras) accepts.
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 def _setup_logging(quiet: bool, tensorflow: bool = True) -> None:
@@ -155,6 +191,7 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
         if config_path is None and training.stored_config(out) is None:
             config_path = init_from / "config.toml"
     cfg = _build_config(config_path, sets, shortcuts, out)
+    _lock(out, "train", chief=training.is_chief(cfg.train.strategy))
     if export_only:
         stored = training.stored_config(out)
         if stored is None:
@@ -174,6 +211,15 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
     click.echo(f"trained {result.step - result.resumed_from} steps in {mins:.1f} min "
                f"(step {result.step}/{result.total_steps}, {result.images_used} images, "
                f"{len(result.skipped)} unreadable files skipped); model: {result.model_dir}")
+
+
+def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
+    """Hold the lock of the output or run folder until the command ends (see inpaint.locks);
+    the other workers of a multi-worker training share the chief's run folder."""
+    from inpaint.locks import lock_folder
+
+    if chief:
+        click.get_current_context().with_resource(lock_folder(folder, command, shard=shard))
 
 
 def _parse_box(ctx, param, value):
@@ -218,10 +264,11 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--mask-type", "--maskType", "mask_type", default="center", show_default=True,
               type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
                                  "lowres", "full"]))
-@click.option("--center-scale", default=0.25, show_default=True, type=click.FloatRange(0, 0.5,
+@click.option("--center-scale", default=0.25, show_default=True, type=FiniteFloatRange(0, 0.5,
               max_open=True), help="Margin of the center hole (0.25: the middle half).")
 @click.option("--missing-fraction", default=0.8, show_default=True,
-              type=click.FloatRange(0, 1), help="Fraction of pixels missing with --mask-type random.")
+              type=FiniteFloatRange(0, 1),
+              help="Fraction of pixels missing with --mask-type random.")
 @click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
               help="Mask PNG (white = known) or a folder of per-image masks named by stem.")
 @click.option("--mask-box", callback=_parse_box, metavar="X,Y,W,H",
@@ -231,24 +278,24 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--perceptual", default="nonsaturating", show_default=True,
               type=click.Choice(["nonsaturating", "paper"]),
               help="-log D(G(z)), or the paper's log(1 - D(G(z))).")
-@click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0),
+@click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of the perceptual loss.")
 @click.option("--optimizer", default="adam", show_default=True,
               type=click.Choice(["adam", "momentum"]))
 @click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
               help="Search iterations (the reference used 1000 with momentum; see README).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
               help="Step size (default 0.03 for adam, 0.01 for momentum).")
-@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--momentum", default=0.9, show_default=True, type=FiniteFloatRange(0, 1))
 @click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
               help="Random starting points per image; the lowest final loss wins.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--precision", default="float32", show_default=True,
               type=click.Choice(["float32", "bfloat16"]), help="Compute precision of the search.")
 @click.option("--optimize-shift", is_flag=True,
               help="Also search a sub-pixel translation of G(z) per image (faces off the "
                    "training alignment).")
-@click.option("--max-shift", default=4.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--max-shift", default=4.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Largest shift in pixels along each axis, with --optimize-shift.")
 @click.option("--blend/--no-blend", default=True, show_default=True,
               help="Poisson-blend G(z) into the hole.")
@@ -276,11 +323,14 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     from inpaint.images import expand_inputs
     from inpaint.models import load_model
 
-    inputs = expand_inputs(images)
+    inputs = expand_inputs(images, exclude=out_dir)
     if not inputs:
         raise click.BadParameter("no images match", param_hint="IMAGES")
     if sum(x is not None for x in (mask_path, mask_box)) > 1:
         raise click.UsageError("give at most one of --mask and --mask-box")
+    if mask_path is not None and not (mask_path.is_file() or mask_path.is_dir()):
+        raise click.BadParameter(f"{mask_path} is not a regular file or a folder",
+                                 param_hint="'--mask'")
     spec = MaskSpec(kind=mask_type, center_scale=center_scale, missing_fraction=missing_fraction,
                     file=mask_path if mask_path and mask_path.is_file() else None,
                     folder=mask_path if mask_path and mask_path.is_dir() else None,
@@ -290,6 +340,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
                          restarts=restarts, seed=seed, precision=precision,
                          optimize_shift=optimize_shift, max_shift=max_shift)
     loaded = load_model(_model_path(model))
+    _lock(out_dir, "complete", shard=shard)
     try:
         summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
                                  batch_size=batch_size, blend_result=blend,
@@ -323,11 +374,11 @@ def _search_options(f):
                      help="Search iterations."),
         click.option("--optimizer", default="adam", show_default=True,
                      type=click.Choice(["adam", "momentum"])),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+        click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
                      help="Step size (default 0.03 for adam, 0.01 for momentum)."),
         click.option("--momentum", default=0.9, show_default=True,
-                     type=click.FloatRange(0, 1)),
-        click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0),
+                     type=FiniteFloatRange(0, 1)),
+        click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0),
                      help="Weight of the perceptual loss."),
         click.option("--context-weighting", default="yeh", show_default=True,
                      type=click.Choice(["yeh", "none"])),
@@ -335,7 +386,7 @@ def _search_options(f):
                      type=click.Choice(["nonsaturating", "paper"])),
         click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
                      help="Random starting points per face; the lowest final loss wins."),
-        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0)),
+        click.option("--seed", default=0, show_default=True, type=SEED),
         click.option("--precision", default="float32", show_default=True,
                      type=click.Choice(["float32", "bfloat16"]),
                      help="Compute precision of the search."),
@@ -360,7 +411,7 @@ def _search_settings(kw: dict):
               help="Folder for the filled photos, compare/ and fill.jsonl (created).")
 @click.option("--region", "regions", multiple=True, type=click.Choice(FILL_REGIONS),
               help="Fill this part of each face (repeatable); left/right as seen in the photo.")
-@click.option("--grow", type=click.FloatRange(min=0, max=1000), metavar="PX",
+@click.option("--grow", type=FiniteFloatRange(min=0, max=1000), metavar="PX",
               help="Grow each region by PX pixels  [default: a tenth of the eye-corner distance]")
 @click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
               help="A mask the size of the photo (white = keep, black = fill), or a folder of "
@@ -372,7 +423,7 @@ def _search_settings(kw: dict):
 @click.option("--detector", default="hog", show_default=True, type=click.Choice(["hog", "cnn"]))
 @click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
               help="Times the photo is doubled before detection (finds smaller faces, slower).")
-@click.option("--min-score", type=float, default=None,
+@click.option("--min-score", type=FiniteFloatRange(), default=None,
               help="Drop detections scoring below this.  [default: 0.3]")
 @click.option("--model", type=click.Path(path_type=Path),
               help="Training run directory or its model/ export (default: the shipped model).")
@@ -403,10 +454,11 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
 
     if not (regions or mask_path or box):
         raise click.UsageError("say where to fill: --region, --mask or --box")
-    inputs = expand_inputs(photos)
+    inputs = expand_inputs(photos, exclude=out_dir)  # never the outputs of an earlier run
     if not inputs:
         raise click.BadParameter("no images match", param_hint="PHOTO...")
     opts = _search_settings(search)
+    _lock(out_dir, "fill")
     loaded = load_model(_model_path(model))
     settings = AlignSettings(size=loaded.config.model.image_size, faces=faces, detector=detector,
                              upsample=upsample,
@@ -425,21 +477,31 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
         for _, reason in summary.failed:
             click.echo(f"  failed: {reason}", err=True)
         raise SystemExit(1)
+def _check_stem(ctx, param, value):
+    if value is None:
+        return None
+    from inpaint.errors import DataError
+    from inpaint.gif import check_stem
+
+    try:
+        return check_stem(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command("make-gif")
 @click.argument("src", nargs=-1, required=True, metavar="SRC...")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="OUT.gif, or .webp / .mp4 (the suffix picks the format).")
-@click.option("--fps", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--fps", default=10.0, show_default=True, type=FiniteFloatRange(0, min_open=True),
               help="Frames per second (GIF: at most 50).")
 @click.option("--loop", default=0, show_default=True, type=click.IntRange(min=0),
               help="How many times it plays; 0 loops forever (GIF and WebP).")
 @click.option("--scale", default=2, show_default=True, type=click.IntRange(1, 16),
               help="Integer nearest-neighbour upscaling.")
-@click.option("--hold-last", default=1.0, show_default=True, type=click.FloatRange(0, 600),
+@click.option("--hold-last", default=1.0, show_default=True, type=FiniteFloatRange(0, 600),
               help="Extra seconds the last frame stays on screen.")
-@click.option("--image", metavar="STEM",
+@click.option("--image", metavar="STEM", callback=_check_stem,
               help="Animate one image's frames, SRC/frames/STEM/, instead of progress/.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
 def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
@@ -457,6 +519,9 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
     if suffix not in gif.SUFFIXES:
         raise click.BadParameter(f"the output must end in {', '.join(gif.SUFFIXES)}",
                                  param_hint="'-o' / '--output'")
+    if fps < gif.MIN_FPS:
+        raise click.BadParameter(f"at least {gif.MIN_FPS:g} fps (a frame may stay at most "
+                                 f"{1 / gif.MIN_FPS:g} s)", param_hint="'--fps'")
     if suffix == ".gif" and fps > gif.MAX_GIF_FPS:
         raise click.BadParameter(f"a GIF plays at most {gif.MAX_GIF_FPS:g} fps (write .mp4 or "
                                  f".webp for more)", param_hint="'--fps'")
@@ -483,7 +548,7 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
               help="dlib's HOG frontal detector, or its CNN detector (far slower on a CPU).")
 @click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
               help="Times the photo is doubled before detection (finds smaller faces, slower).")
-@click.option("--min-score", type=float, default=None,
+@click.option("--min-score", type=FiniteFloatRange(), default=None,
               help="Drop detections scoring below this.  [default: 0.3]")
 @click.option("--predictor", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="dlib 68-point model file (default: the face-recognition-models copy).")
@@ -541,8 +606,8 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
               help="Search iterations (the reference used 1000 with momentum; see README).")
 @click.option("--optimizer", default="adam", show_default=True,
               type=click.Choice(["adam", "momentum"]))
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
-@click.option("--lam", default=0.1, show_default=True, type=click.FloatRange(min=0))
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True))
+@click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0))
 @click.option("--context-weighting", default="yeh", show_default=True,
               type=click.Choice(["yeh", "none"]))
 @click.option("--perceptual", default="nonsaturating", show_default=True,
@@ -550,7 +615,7 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
 @click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--precision", default="float32", show_default=True,
               type=click.Choice(["float32", "bfloat16"]))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -572,14 +637,19 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
 
     from inpaint.complete import SearchOptions
     from inpaint.evaluate import evaluate_mask, markdown_table
-    from inpaint.images import atomic_write_bytes, expand_inputs, read_faces
+    from inpaint.images import atomic_write_bytes, check_writable, expand_inputs, read_faces
     from inpaint.models import load_model
 
+    if json_path:  # before the work, not after it
+        check_writable(json_path)
     paths = expand_inputs(images)[:limit]
     loaded = load_model(_model_path(model))
     faces, stems, failed = read_faces(paths, loaded.config.model.image_size)
     if not len(faces):
-        raise click.BadParameter("no readable images", param_hint="IMAGES")
+        reasons = "; ".join(failed[:10]) + (f"; and {len(failed) - 10} more"
+                                             if len(failed) > 10 else "")
+        raise click.BadParameter(f"no readable images ({reasons or 'none given'})",
+                                 param_hint="IMAGES")
     opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, lam=lam,
                          context_weighting=context_weighting, perceptual=perceptual,
                          restarts=restarts, seed=seed, precision=precision)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 
 from inpaint import masks as masklib
 from inpaint.blend import poisson_blend
-from inpaint.errors import ImageReadError, InpaintError, MaskError
+from inpaint.errors import Diverged, ImageReadError, InpaintError, MaskError, RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ class SearchOptions:
     shift_lr: float = 0.05  # pixels per Adam step
 
     def validate(self) -> SearchOptions:
+        for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InpaintError(f"{name} must be a finite number, got {value}")
+        if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.beta2 < 1.0:
+            raise InpaintError(f"momentum must be in [0, 1] and beta2 in [0, 1), got "
+                               f"{self.momentum} and {self.beta2}")
+        if self.lam < 0:
+            raise InpaintError(f"the perceptual weight lam must be >= 0, got {self.lam}")
+        if self.seed < 0:
+            raise InpaintError(f"seed must be >= 0, got {self.seed}")
         if self.iters < 0:
             raise InpaintError(f"iterations must be >= 0, got {self.iters}")
         if self.optimizer not in OPTIMIZERS:
@@ -208,6 +220,12 @@ class LatentSearch:
         def record(i, g, total, contextual, perceptual):
             losses = {"total": total.numpy(), "contextual": contextual.numpy(),
                       "perceptual": perceptual.numpy()}
+            bad = ~np.isfinite(losses["total"])
+            if bad.any():
+                raise Diverged(f"the latent search diverged at iteration {i}: the loss of "
+                               f"{int(bad.sum())} of {bad.size} searches is NaN or infinite "
+                               f"(try a lower --lr than {self.opts.learning_rate:g}); nothing "
+                               "of this batch was saved")
             for k, val in losses.items():
                 history[k].append(val)
             if callback is not None:
@@ -310,6 +328,17 @@ class MaskSpec:
             return "box {},{},{},{}".format(*self.box)
         return self.kind
 
+    def key(self) -> dict:
+        """What decides the masks (for telling runs with other masks apart)."""
+        if self.file or self.folder or self.box:
+            return {"mask": self.describe()}
+        key: dict = {"mask": self.kind}
+        if self.kind == "center":
+            key["center_scale"] = self.center_scale
+        if self.kind == "random":
+            key["missing_fraction"] = self.missing_fraction
+        return key
+
     def mask_for(self, stem: str, size: int, image_wh: tuple[int, int] | None = None
                  ) -> np.ndarray:
         if self.box is not None:
@@ -390,6 +419,12 @@ def _prepare(path: Path, stem: str, mask: MaskSpec, size: int,
     img = read_image(path)
     h, w = img.shape[:2]
     m = mask.mask_for(stem, size, (w, h))
+    if summary is not None and (mask.file or mask.folder or mask.box):
+        if m.min() > 0.5:
+            log.warning("the mask of %s marks every pixel known: nothing to fill", path)
+        elif m.max() < 0.5:
+            log.warning("the mask of %s marks no pixel known: the completion is whatever the "
+                        "generator makes, unconstrained by the image", path)
     if (h, w) != (size, size):
         if summary is not None:
             log.warning("%s is %dx%d, not the model's %dx%d: centre-cropped and resized "
@@ -427,6 +462,11 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     size = model.config.model.image_size
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = completion_settings(opts, mask, model, blend_result)
+    check_settings(out_dir, settings, overwrite)
+    shard_tag = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
+    atomic_write_bytes(out_dir / f"run{shard_tag}.json", json.dumps(  # replaced at the end
+        {"settings": settings, "finished": False}, indent=2).encode())
     stems = output_stems(inputs)
     summary = FilesSummary()
     t0 = time.time()
@@ -444,7 +484,6 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     generator, discriminator = _networks(model, opts.precision)
     search = LatentSearch(generator, discriminator, opts, lowres=mask.lowres)
     # Shards share out_dir: files every shard would write get the shard's name.
-    shard_tag = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
     grid_prefix = f"shard{shard[0]}_" if shard and shard[0] > 1 else ""
     log_path = out_dir / f"log{shard_tag}.jsonl"
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
@@ -515,9 +554,54 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
               "failed": [{"path": p, "reason": r} for p, r in summary.failed],
               "resized": summary.resized, "seconds": round(summary.seconds, 2),
               "shard": list(shard) if shard else None, "other_shards": summary.other_shards,
-              **(run_options or {})}
+              "settings": settings, "finished": True, **(run_options or {})}
     atomic_write_bytes(out_dir / f"run{shard_tag}.json", json.dumps(record, indent=2).encode())
     return summary
+
+
+def completion_settings(opts: SearchOptions, mask: MaskSpec, model, blend_result: bool) -> dict:
+    """Everything that decides the outputs of an image, as JSON values: the search options, the
+    mask, the model (by its files' hashes) and blending. (Batch size and output interval do not:
+    every image's search is independent and seeded by its name.)"""
+    settings = {"options": asdict(opts), **mask.key(), "blend": blend_result,
+                "model_sha256": model.identity.get("sha256")}
+    return json.loads(json.dumps(settings))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "model_sha256":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
+    """RunDirError naming the differences when `out_dir` holds completions made with other
+    settings (the run records run.json / run.shard-*.json say which), unless `overwrite`:
+    skipping their images as "already done" would mix results, and the record would claim
+    settings they were not made with."""
+    if overwrite:
+        return
+    for path in sorted(out_dir.glob("run*.json")):
+        try:
+            old = json.loads(path.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(old, dict) or old == settings:
+            continue
+        before, now = _flatten(old), _flatten(settings)
+        diffs = []
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) == now.get(key):
+                continue
+            diffs.append("another model" if key == "model_sha256" else
+                         f"{key} {before.get(key, '-')} there, {now.get(key, '-')} now")
+        raise RunDirError(f"{out_dir} holds completions made with other settings "
+                          f"({'; '.join(diffs)}); use --overwrite to redo them with these "
+                          "settings, or another --out-dir")
 
 
 def _ends_mid_line(path: Path) -> bool:

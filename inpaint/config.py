@@ -8,6 +8,7 @@ them out with a reason per value). Unknown sections or keys and values of the wr
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ class ModelConfig:
                                   f"{', '.join(valid)}")
         if len(set(self.deformable)) != len(self.deformable):
             raise ConfigError(f"model.deformable lists a layer twice: {self.deformable}")
+        _in_range("model.bn_momentum", self.bn_momentum, 0.0, 1.0)
+        _positive("model.bn_epsilon", self.bn_epsilon)
+        _in_range("model.leak", self.leak, 0.0, 1.0)
+        _positive("model.init_stddev", self.init_stddev)
 
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -114,6 +119,8 @@ class TrainConfig:
     def validate(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        _positive("train.adam_epsilon", self.adam_epsilon)
+        _in_range("train.seed", self.seed, 0, MAX_SEED)
         for key in ("epochs", "batch_size", "g_steps", "checkpoint_every", "keep_checkpoints",
                     "sample_every", "log_every"):
             _positive(f"train.{key}", getattr(self, key))
@@ -132,6 +139,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> Config:
+        for name, section in _sections(self).items():
+            _check_finite(name, section)
         self.data.validate()
         self.model.validate()
         self.train.validate()
@@ -150,9 +159,27 @@ RESUMABLE_KEYS = frozenset({
 })
 
 
-def _positive(key: str, value: int) -> None:
-    if value <= 0:
+# Seeds reach numpy's legacy seeding through keras.utils.set_random_seed, which takes 32 bits.
+MAX_SEED = 2**32 - 1
+
+
+def _check_finite(sec_name: str, section: object) -> None:
+    """ConfigError for a number field holding NaN or an infinity (TOML and `--set` accept `nan`
+    and `inf`; every comparison with NaN is false, so range checks alone would let it through)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{sec_name}.{f.name} must be a finite number, got {value}")
+
+
+def _positive(key: str, value: int | float) -> None:
+    if not value > 0:  # written so that NaN fails too
         raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _in_range(key: str, value: int | float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be in [{low}, {high}], got {value}")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -225,9 +252,12 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg = Config()
     if path is None:
         return cfg.validate()
+    from inpaint.images import open_regular  # a FIFO would block a plain read forever
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, error=lambda m: ConfigError(f"cannot read config {m}")) as f:
+            text = f.read().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

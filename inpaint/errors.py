@@ -50,3 +50,12 @@ class AlignError(InpaintError):
 class WorkerLost(InpaintError):
     """A multi-worker training lost contact with another worker (it died, or the network did);
     the chief's last checkpoint is whole, and restarting every worker resumes from it."""
+
+
+class Diverged(InpaintError):
+    """A loss became NaN or infinite (training or latent search); nothing computed from it was
+    saved."""
+
+
+class DirInUse(InpaintError):
+    """An output or run directory is locked by another running inpaint process."""

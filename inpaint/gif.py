@@ -25,7 +25,13 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import DataError, InpaintError
-from inpaint.images import atomic_path, atomic_write_bytes, is_image_path, read_image
+from inpaint.images import (
+    atomic_path,
+    atomic_write_bytes,
+    is_image_path,
+    read_image,
+    safe_resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +40,10 @@ SUFFIXES = (".gif", ".webp", ".mp4")
 # GIF delays are whole centiseconds, and browsers play any delay under 2 cs (0.02 s) as 0.1 s, so
 # a GIF cannot run faster than 50 frames per second.
 MAX_GIF_FPS = 50.0
-# The longest GIF delay is 65535 cs; stay well inside it.
+# The longest GIF delay is 65535 cs; stay well inside it, also for the last frame, which is shown
+# 1 / MIN_FPS + MAX_HOLD_SECONDS = 610 s at most.
 MAX_HOLD_SECONDS = 600.0
+MIN_FPS = 0.1
 # The writer holds every output frame in memory (about 4 bytes per pixel: RGB plus the paletted
 # copy), so refuse more than this many output pixels in all (about 4 GB) before starting.
 MAX_ANIMATION_PIXELS = 1_000_000_000
@@ -73,7 +81,7 @@ def _sorted_frames(paths: Iterable[Path]) -> list[Path]:
 
 def _images_in(folder: Path) -> list[Path]:
     """Image files directly in `folder` (not below it): a frame folder is flat."""
-    return [p for p in folder.iterdir() if p.is_file() and is_image_path(p)]
+    return [p for p in folder.iterdir() if is_image_path(p) and not p.is_dir()]
 
 
 def _progress_frames(progress: Path) -> list[Path]:
@@ -88,8 +96,18 @@ def _progress_frames(progress: Path) -> list[Path]:
     return frames
 
 
+def check_stem(stem: str) -> str:
+    """`stem` if it names one folder inside frames/ (no separator, not "." or ".."), else a
+    DataError: `--image ../../elsewhere` must not read frames outside SRC/frames."""
+    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
+        raise DataError(f"--image takes the stem of one completed image (a name such as "
+                        f"'000', as in frames/000/), not a path: {stem!r}")
+    return stem
+
+
 def _image_frames(src: Path, stem: str) -> list[Path]:
     """One image's frames, `src/frames/<stem>/NNNN.png`."""
+    check_stem(stem)
     frames_dir = src / "frames"
     if not frames_dir.is_dir():
         raise DataError(f"{src}: no frames/ folder, so no per-image frames for --image {stem} "
@@ -120,7 +138,7 @@ def _frames_of(source: str | Path) -> list[Path]:
         return [path]  # named explicitly: kept whatever its suffix, so reading says what is wrong
     if glob.has_magic(str(source)):
         matches = [Path(p) for p in glob.glob(str(source), recursive=True)]
-        frames = [p for p in matches if p.is_file() and is_image_path(p)]
+        frames = [p for p in matches if is_image_path(p) and not p.is_dir()]
         if not frames:
             raise DataError(f"{source}: no image files match this pattern")
         return frames
@@ -214,8 +232,9 @@ def _check_options(suffix: str, fps: float, loop: int, scale: int, hold_last: fl
     if suffix not in SUFFIXES:
         raise InpaintError(f"cannot write {suffix or 'a file without suffix'!r}; the output must "
                            f"end in {', '.join(SUFFIXES)}")
-    if not fps > 0:
-        raise InpaintError(f"fps must be positive, got {fps}")
+    if not MIN_FPS <= fps < float("inf"):
+        raise InpaintError(f"fps must be at least {MIN_FPS:g} (a frame shows at most "
+                           f"{1 / MIN_FPS:g} s), got {fps}")
     if suffix == ".gif" and fps > MAX_GIF_FPS:
         raise InpaintError(f"a GIF cannot play faster than {MAX_GIF_FPS:g} fps (browsers slow "
                            f"shorter delays down to 10 fps); use --fps {MAX_GIF_FPS:g} or less, "
@@ -263,10 +282,18 @@ def _encode_pillow(frames: Iterable[np.ndarray], suffix: str, durations: list[in
     else:
         extra.update(loop=loop, lossless=True)  # WebP counts plays; 0 is forever
     buf = io.BytesIO()
-    with iio.imopen(buf, "w", extension=suffix, plugin="pillow") as writer:
+    writer = iio.imopen(buf, "w", extension=suffix, plugin="pillow")
+    try:
         for frame in frames:
             # The plugin gathers the frames and hands Pillow these options when it closes.
             writer.write(frame, is_batch=False, **extra)
+    except BaseException:
+        # Ctrl-C (or an error) between frames: closing would encode the frames gathered so far,
+        # with durations for all of them, and fail with a TypeError that hides the first error.
+        writer.images_to_write.clear()
+        writer.close()
+        raise
+    writer.close()
     return buf.getvalue()
 
 
@@ -355,7 +382,8 @@ def make_animation(sources: str | Path | Sequence[str | Path], output: str | Pat
     _check_options(output.suffix.lower(), fps, loop, scale, hold_last)
     _check_writer(output.suffix.lower())
     # An animation written into its own frame folder (a .webp is an image suffix) is no frame.
-    paths = [p for p in collect_frames(sources, image=image) if p.resolve() != output.resolve()]
+    paths = [p for p in collect_frames(sources, image=image)
+             if safe_resolve(p) != safe_resolve(output)]
     frames = read_frames(paths, progress=progress)
     return write_animation(frames, output, fps=fps, loop=loop, scale=scale, hold_last=hold_last,
                            progress=progress)

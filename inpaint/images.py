@@ -6,18 +6,24 @@ to and from the networks' `float32` range [-1, 1].
 
 from __future__ import annotations
 
+import errno
 import glob
+import logging
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from inpaint.errors import ImageReadError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -31,21 +37,82 @@ def is_image_path(path: Path) -> bool:
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """Every image file below `root` (recursive; suffix test is case-insensitive), sorted."""
+    """Every entry below `root` with an image suffix that is not a folder (recursive; suffix test
+    is case-insensitive), sorted. FIFOs, dangling links and link loops are included, so reading
+    them reports each one (see open_regular) instead of skipping it unseen."""
     root = Path(root)
-    found = [p for p in root.rglob("*") if p.is_file() and is_image_path(p)]
+    found = [p for p in root.rglob("*") if is_image_path(p) and not p.is_dir()]
     return sorted(found)
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+def special_file_reason(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a file although it is there: a dangling symbolic link, a
+    link loop, or no regular file (a FIFO, socket or device). None for a regular file, a folder
+    or a path that does not exist."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return "a dangling symbolic link" if os.path.islink(path) else None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special")
+    return f"not a regular file ({kind})"
+
+
+def open_regular(path: str | Path, error=None) -> BinaryIO:
+    """Open a regular file for reading in binary mode without ever blocking: a FIFO with no
+    writer would hang an ordinary open() forever. Anything that is not a regular file raises
+    `error` (default ImageReadError) with the reason (special_file_reason); a missing file
+    raises FileNotFoundError, other failures OSError."""
+    error = error or ImageReadError
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        reason = special_file_reason(path) if exc.errno in (errno.ELOOP, errno.ENOENT) else None
+        if reason:
+            raise error(f"{path}: {reason}") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+            raise error(f"{path}: {special_file_reason(path) or 'not a regular file'}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def safe_resolve(path: str | Path) -> Path:
+    """`path` made absolute with its links resolved where they resolve: a link loop (which
+    Path.resolve raises RuntimeError for) keeps its own absolute name, so it can be reported."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def expand_inputs(inputs: Iterable[str | Path], exclude: str | Path | None = None,
+                  ) -> list[Path]:
     """Files, directories (recursive) and glob patterns -> unique image paths, in given order.
 
     A named file is kept whatever its suffix (so the user hears why it cannot be read); files found
-    by a directory walk or a glob are kept only if they have an image suffix."""
+    by a directory walk or a glob are kept only if they have an image suffix, and not if they lie
+    inside the folder `exclude` (an output folder inside an input folder: its outputs are no
+    inputs)."""
     out: list[Path] = []
     seen: set[Path] = set()
+    skip = safe_resolve(exclude) if exclude is not None else None
 
-    def add(p: Path) -> None:
+    def add(p: Path, walked: bool = True) -> None:
+        if walked and skip is not None and safe_resolve(p).is_relative_to(skip):
+            return
         if p not in seen:
             seen.add(p)
             out.append(p)
@@ -56,7 +123,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             for q in find_images(p):
                 add(q)
         elif p.exists():
-            add(p)
+            add(p, walked=False)
         elif glob.has_magic(str(item)):
             for q in sorted(glob.glob(str(item), recursive=True)):
                 q = Path(q)
@@ -66,7 +133,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
                 elif is_image_path(q):
                     add(q)
         else:
-            add(p)  # reading it will report "no such file"
+            add(p, walked=False)  # reading it will report "no such file"
     return out
 
 
@@ -96,12 +163,15 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open_regular(path) as f, Image.open(f) as im:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageReadError(
                         f"{path}: {w}x{h} pixels is over the limit of {max_pixels} pixels"
                     )
+                if getattr(im, "n_frames", 1) > 1:
+                    log.warning("%s is animated (%d frames); only its first frame is used", path,
+                                im.n_frames)
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 im = _to_rgb(im)
@@ -176,6 +246,32 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
+# The longest file name (bytes) of Linux, macOS and Windows file systems.
+NAME_MAX = 255
+_MKSTEMP_RANDOM = 8  # characters tempfile adds between prefix and suffix
+
+
+def temporary_prefix(name: str, suffix: str = "") -> str:
+    """`.<name>.` for a temporary file or folder beside `name` (hidden, and recognisably its),
+    with `name` cut short so that the prefix, tempfile's random characters and `suffix` fit in
+    NAME_MAX bytes: a legal final name of 255 bytes must not make an illegal temporary one."""
+    room = NAME_MAX - _MKSTEMP_RANDOM - len(os.fsencode(suffix)) - 2
+    return "." + os.fsdecode(os.fsencode(name)[:room]) + "."
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise the OSError that writing a file at `path` would, now, before a long computation:
+    its folder is created and a temporary file made and removed there; a folder at `path` is
+    IsADirectoryError."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=temporary_prefix(path.name), dir=path.parent)
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp"):
     """Yield a temporary file name in `path`'s folder for the caller to write; when the block
@@ -184,7 +280,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp"):
     of an ordinary new file (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name, suffix), suffix=suffix,
+                               dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)

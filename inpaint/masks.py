@@ -88,9 +88,12 @@ def read_mask(path: str | Path, size: int, image_size: tuple[int, int] | None = 
     The file must be the model's size, or the size of the image it belongs to (`image_size`,
     (width, height)); it is resized with nearest neighbour. Anything else is a MaskError naming
     the file."""
+    from inpaint.images import open_regular
+
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_regular(path, error=lambda m: MaskError(f"mask {m}")) as f, \
+                Image.open(f) as im:
             im.load()
             gray = im.convert("L")
     except FileNotFoundError:

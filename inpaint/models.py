@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from keras import layers
 from inpaint import __version__
 from inpaint.config import Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
-from inpaint.images import _UMASK
+from inpaint.images import _UMASK, temporary_prefix
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
@@ -181,7 +182,8 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
     generator, discriminator = cast_networks(generator, discriminator, cfg.model, storage)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    remove_stale_exports(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out_dir.name), dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)  # an ordinary folder, not mkdtemp's private 0700
         generator.save(tmp / "generator.keras")
@@ -197,7 +199,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
             **(extra or {}),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        old = out_dir.with_name(f".{out_dir.name}.old")
+        old = out_dir.with_name(temporary_prefix(out_dir.name, "old") + "old")
         if old.exists():
             shutil.rmtree(old)
         if out_dir.exists():
@@ -208,6 +210,20 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def remove_stale_exports(out_dir: Path) -> None:
+    """Delete what an export into `out_dir` that was killed left beside it: its temporary
+    folder (`.<name>.XXXXXXXX`, mkdtemp's 8 random characters) and the previous model it was
+    replacing (`.<name>.old`). The caller holds the run's lock, so no export is running."""
+    prefix = temporary_prefix(out_dir.name)
+    if not out_dir.parent.is_dir():
+        return
+    for p in out_dir.parent.iterdir():
+        rest = p.name[len(prefix):] if p.name.startswith(prefix) else None
+        if rest is not None and p.is_dir() and not p.is_symlink() and (
+                re.fullmatch(r"[a-z0-9_]{8}", rest) or rest == "old"):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -273,6 +289,11 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
         except Exception as exc:
             raise ModelError(f"cannot load {model_dir}/{name}: {exc}") from None
     gen, disc = nets
+    for name, net in zip(("generator.keras", "discriminator.keras"), nets):
+        if (bad := first_non_finite_weight(net)) is not None:
+            raise ModelError(f"{model_dir}/{name}: weight {bad} holds NaN or infinite values (a "
+                             "diverged training or a damaged file); export the model again "
+                             "from a good checkpoint")
     s, c, zd = cfg.model.image_size, cfg.model.channels, cfg.model.z_dim
     if tuple(gen.input_shape[1:]) != (zd,) or tuple(gen.output_shape[1:]) != (s, s, c):
         raise ModelError(f"{model_dir}: the generator maps {gen.input_shape} -> "
@@ -283,6 +304,17 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
     if network_policy(gen) == "float16":  # half-precision storage: compute in float32
         gen, disc = cast_networks(gen, disc, cfg.model, "float32")
     return LoadedModel(gen, disc, cfg, meta, model_dir)
+
+
+def first_non_finite_weight(model: keras.Model) -> str | None:
+    """The path of the first weight of `model` holding NaN or an infinity, else None. Such a
+    network outputs NaN for every input (a diverged training, or a damaged file whose checksums
+    were recomputed): a completion made with it is a black hole, not an error."""
+    for w in model.weights:
+        values = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+        if values.size and not np.isfinite(values.astype(np.float32)).all():
+            return w.path
+    return None
 
 
 def _custom_objects() -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -34,8 +35,9 @@ import numpy as np
 
 from inpaint import __version__
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
-from inpaint.errors import ConfigError, DataError, Interrupted, RunDirError, WorkerLost
+from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
 from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
+from inpaint.locks import LOCK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,8 @@ def prepare_run_dir(run_dir: str | Path, cfg: Config, write: bool = True) -> Con
                               "Resume it without changing these, or train into a new --out.")
     if not write:
         return cfg
-    if not stored_path.is_file() and run_dir.exists() and any(run_dir.iterdir()):
+    if not stored_path.is_file() and run_dir.exists() and any(
+            p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirError(f"{run_dir} is not empty and holds no inpaint run (no config.toml); "
                           "choose a new or empty --out directory")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +209,7 @@ class GANTrainer:
         self.sample_z = np.random.default_rng([t.seed, 1]).uniform(
             -1.0, 1.0, (N_SAMPLES, cfg.model.z_dim)).astype(np.float32)
         self.step = 0
+        self.damaged: set[str] = set()  # checkpoint names restore_latest could not load
         self._train_step = tf.function(self._step)
         self._distributed_train_step = tf.function(self._distributed_step)
         self._ema_step = tf.function(self._update_ema)
@@ -343,6 +347,7 @@ class GANTrainer:
         """Write `ckpt_root/ckpt-<step>` whole (temporary folder, then rename); keep the newest
         `keep`. Returns its path."""
         ckpt_root.mkdir(parents=True, exist_ok=True)
+        self._set_aside_damaged(ckpt_root)
         final = ckpt_root / f"ckpt-{self.step:07d}"
         if final.exists():
             return final
@@ -378,9 +383,26 @@ class GANTrainer:
             shutil.rmtree(doomed, ignore_errors=True)
         return final
 
+    def _set_aside_damaged(self, ckpt_root: Path) -> None:
+        """Rename the checkpoints restore_latest could not load to `damaged-ckpt-NNNNNNN`, kept
+        for inspection: otherwise they would take the places of the good checkpoints written
+        since (pruning keeps the highest steps) and a checkpoint of their step would never be
+        written again."""
+        for name in sorted(self.damaged):
+            if (ckpt_root / name).is_dir():
+                aside, n = ckpt_root / f"damaged-{name}", 1
+                while aside.exists():
+                    n += 1
+                    aside = ckpt_root / f"damaged-{name}-{n}"
+                os.rename(ckpt_root / name, aside)
+                log.warning("checkpoint %s could not be loaded; kept as %s", name, aside)
+        self.damaged.clear()
+
     def load_checkpoint(self, path: Path) -> None:
         """Restore weights (and the generator average), optimizer state, RNG, sample z and step
-        from a checkpoint folder."""
+        from a checkpoint folder. RunDirError when its weights hold NaN or infinite values."""
+        from inpaint.models import first_non_finite_weight
+
         self.generator.load_weights(path / "generator.weights.h5")
         self.discriminator.load_weights(path / "discriminator.weights.h5")
         if self.ema_generator is not None:
@@ -389,6 +411,9 @@ class GANTrainer:
             else:  # a checkpoint of a run without the average: it starts here
                 log.info("%s has no generator average; starting it from the generator", path)
                 self.ema_generator.set_weights(self.generator.get_weights())
+        for net in (self.generator, self.discriminator, self.ema_generator):
+            if net is not None and (bad := first_non_finite_weight(net)) is not None:
+                raise RunDirError(f"weight {bad} holds NaN or infinite values")
         with np.load(path / "state.npz", allow_pickle=False) as state:
             self.sample_z = state["sample_z"]
             self.rng.reset(state["rng_state"])
@@ -410,14 +435,26 @@ class GANTrainer:
                 shutil.rmtree(p, ignore_errors=True)
 
     def restore_latest(self, ckpt_root: Path) -> Path | None:
-        """Load the newest loadable checkpoint; a damaged one is skipped with a warning.
-        Returns its path, or None when there is none (a fresh run)."""
-        for path in reversed(list_checkpoints(ckpt_root)):
+        """Load the newest loadable checkpoint; a damaged one is skipped with a warning (and set
+        aside by the next save_checkpoint). Returns its path, or None when there is no checkpoint
+        (a fresh run). RunDirError when there are checkpoints and none of them loads: starting
+        over would silently replace the run's history."""
+        found = list_checkpoints(ckpt_root)
+        first_reason = None
+        for path in reversed(found):
             try:
                 self.load_checkpoint(path)
                 return path
             except (OSError, ValueError, KeyError, zipfile.BadZipFile, RunDirError) as exc:
                 log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
+                self.damaged.add(path.name)
+                first_reason = first_reason or f"{path.name}: {exc}"
+        if found:
+            raise RunDirError(
+                f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded (newest: "
+                f"{first_reason}), so the run cannot resume. To start it over from step 0, move "
+                f"{ckpt_root} and metrics.jsonl out of the run directory; or train into a new "
+                "--out")
         return None
 
 
@@ -561,6 +598,7 @@ def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, c
                                     skip_batches=trainer.step - epoch * steps_per_epoch)
             for real in batches:
                 m = trainer.train_step(real)
+                _check_losses(m, trainer.step, ckpt_root)
                 bar.update(1)
                 step = trainer.step
                 if chief and (step % t.log_every == 0 or step == total):
@@ -624,6 +662,20 @@ def _previous_init(run_dir: Path, path: bool = False):
     if not isinstance(rec, dict) or not isinstance(rec.get("path"), str):
         return None
     return Path(rec["path"]) if path else rec
+
+
+def _check_losses(losses: dict[str, float], step: int, ckpt_root: Path) -> None:
+    """Diverged when a loss of this step is NaN or infinite: the weights it updated are garbage,
+    so nothing of this step is logged or saved, and the run's last checkpoint stays the newest."""
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if not bad:
+        return
+    found = list_checkpoints(ckpt_root)
+    kept = (f"its last good checkpoint, {found[-1]}, is kept and a re-run resumes from it"
+            if found else "no checkpoint had been written yet")
+    shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
+    raise Diverged(f"training diverged at step {step} ({shown}); this step was not saved and "
+                   f"{kept}. A lower train.lr, in a new --out, may train stably")
 
 
 def _check_workers_agree(strategy, step: int, run_dir: Path) -> None:

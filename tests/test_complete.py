@@ -171,7 +171,7 @@ def test_cli_complete_exit_codes(tiny_run, tmp_path):
     assert "completed 2" in r.output
     (src / "bad.png").write_bytes(b"x")
     r = run_cli("complete", src, "--out-dir", tmp_path / "o", "--model", tiny_run, "--iters", 2,
-                "-q")
+                "--maskType", "right", "-q")
     assert r.exit_code == 1 and "already done 2, failed 1" in r.output
     assert "Traceback" not in r.output
     r = run_cli("complete", src, "--outDir", tmp_path / "o2", "--model", tmp_path / "nope")

@@ -90,12 +90,15 @@ def _removed_on_failed_start(run_dir: Path):
     first checkpoint: a failed start leaves nothing behind (nothing there could be resumed)."""
     import shutil
 
+    created = run_dir.absolute()  # the outermost folder this command will create
+    while not created.parent.exists():
+        created = created.parent
     existed = run_dir.exists()
     try:
         yield
     except BaseException:
         if not existed and run_dir.is_dir() and not any((run_dir / "checkpoints").glob("ckpt-*")):
-            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 

@@ -141,9 +141,9 @@ def test_a_missing_input_is_exit_1_and_leaves_nothing_behind(tmp_path):
 def test_a_failed_training_start_removes_the_run_folder_it_made(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run("train", "--dataset", empty, "--out", tmp_path / "run", "-q")
+    r = run("train", "--dataset", empty, "--out", tmp_path / "runs" / "run", "-q")
     assert r.exit_code == 1 and "no images" in r.output
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "runs").exists()  # nor the parent folder it made
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")

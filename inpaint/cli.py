@@ -76,12 +76,13 @@ def _require_inputs(items) -> None:
 
     from inpaint.errors import DataError
 
-    missing = [str(item) for item in items if not Path(item).exists()
+    missing = [f"nothing matches {item}" if glob.has_magic(str(item))
+               else f"{item}: no such file or directory" for item in items
+               if not Path(item).exists()
                and not (glob.has_magic(str(item)) and glob.glob(str(item), recursive=True))]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
-                                          else "")
-        raise DataError(f"no such file or directory: {shown}")
+        more = f" (and {len(missing) - 3} more missing inputs)" if len(missing) > 3 else ""
+        raise DataError("; ".join(missing[:3]) + more)
 
 
 @contextlib.contextmanager

@@ -238,7 +238,8 @@ def test_nothing_to_align_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no images found"):
         align.align_batch([str(tmp_path / "*.jpg")], tmp_path / "out")
     r = run(str(tmp_path / "*.jpg"), "--out-dir", tmp_path / "out")
-    assert r.exit_code == 1 and "Error: no images found" in r.output
+    assert r.exit_code == 1 and f"Error: nothing matches {tmp_path / '*.jpg'}" in r.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_options_are_usage_errors(tmp_path):

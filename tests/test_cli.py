@@ -136,6 +136,7 @@ def test_a_missing_input_is_exit_1_and_leaves_nothing_behind(tmp_path):
         assert r.exit_code == 1, (args, r.output)
         assert "Error:" in r.output and "Traceback" not in r.output, r.output
         assert not out.exists(), args
+    assert f"{missing}: no such file or directory" in run("align", missing, "-o", out).output
 
 
 def test_a_failed_training_start_removes_the_run_folder_it_made(tmp_path):

@@ -1,21 +1,29 @@
 # inpaint: install, test and the face pipeline. Variables can be set on the command line:
+#   make align PHOTOS=my-photos ALIGNED=faces
 #   make train DATASET=faces RUN=runs/mine CONFIG=configs/dcgan64.toml
+#   make complete IMAGES=faces MODEL=runs/mine/model
+# Every target works in a fresh clone, or stops at once saying what it needs.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INPAINT := $(BIN)/inpaint
 
-PHOTOS ?= ../shared/data/raw-photos
+SHARED ?= ../shared/data
+PHOTOS ?= data/photos
 ALIGNED ?= aligned
-DATASET ?= ../shared/data/celeba-train
+DATASET ?= $(ALIGNED)
 CONFIG ?= configs/dcgan64.toml
-RUN ?= runs/celeba64
+RUN ?= runs/mine
 EPOCHS ?= 25
 IMAGES ?= data/samples
+MODEL ?=
 MASK ?= center
 OUT ?= out
 GIF ?= $(OUT)/completion.gif
+
+# $(call need,PATH,what to do): stop with a message unless PATH exists.
+need = @test -e "$(1)" || { echo "make $@: $(1) does not exist; $(2)" >&2; exit 1; }
 
 .PHONY: install test test-all lint align train complete gif demo pretrained benchmark clean
 
@@ -37,27 +45,32 @@ test-all: install  ## everything, including slow tests on ../shared/data
 lint: install
 	$(BIN)/ruff check inpaint tests scripts
 
-align: install  ## photos -> aligned 64x64 faces
-	$(INPAINT) align $(PHOTOS) --out-dir $(ALIGNED)
+align: install  ## PHOTOS -> aligned 64x64 faces in ALIGNED
+	$(call need,$(PHOTOS),set PHOTOS=<photos: files or a folder>)
+	$(INPAINT) align $(PHOTOS) -o $(ALIGNED)
 
-train: install  ## train (or resume) a DCGAN
+train: install  ## train (or resume) a DCGAN on DATASET into RUN
+	$(call need,$(DATASET),set DATASET=<folder of aligned faces>: make align PHOTOS=<photos> makes one)
 	$(INPAINT) train --dataset $(DATASET) --out $(RUN) --config $(CONFIG) --epochs $(EPOCHS)
 
-complete: install  ## fill the holes of IMAGES with the model of RUN
-	$(INPAINT) complete $(IMAGES) --outDir $(OUT) --model $(RUN) --mask-type $(MASK)
+complete: install  ## fill the holes of IMAGES with MODEL (default: the shipped model)
+	$(call need,$(IMAGES),set IMAGES=<aligned faces>)
+	$(INPAINT) complete $(IMAGES) -o $(OUT) $(if $(MODEL),--model $(MODEL)) --mask-type $(MASK)
 
 gif: complete  ## animate the completion
 	$(INPAINT) make-gif $(OUT) -o $(GIF)
 
 demo: install  ## complete data/samples with the shipped model: out/demo/{sheet.png,completion.gif}
-	$(INPAINT) complete data/samples/*.png --outDir out/demo
+	$(INPAINT) complete data/samples/*.png -o out/demo
 	$(INPAINT) make-gif out/demo -o out/demo/completion.gif --scale 2
 	@echo "open out/demo/sheet.png and out/demo/completion.gif"
 
 # Reproduce the shipped model: align CelebA, train, pick the best checkpoint, package it.
+# Needs CelebA in $(SHARED) (celeba-train/, celeba-val/; see its README).
 pretrained: install
-	$(INPAINT) align $(DATASET) --out-dir aligned/celeba-train --workers 2 -q
-	$(INPAINT) align ../shared/data/celeba-val --out-dir aligned/celeba-val -q
+	$(call need,$(SHARED)/celeba-train,set SHARED=<folder holding CelebA's celeba-train/ and celeba-val/>)
+	$(INPAINT) align $(SHARED)/celeba-train -o aligned/celeba-train --workers 2 -q
+	$(INPAINT) align $(SHARED)/celeba-val -o aligned/celeba-val -q
 	$(INPAINT) train --dataset aligned/celeba-train --out runs/celeba64 --config configs/celeba64.toml \
 		--set train.keep_checkpoints=25 --set train.checkpoint_every=300
 	$(BIN)/python scripts/pretrained.py select runs/celeba64 --images aligned/celeba-val

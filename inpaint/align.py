@@ -660,6 +660,9 @@ class AlignSummary:
     processed: int
     seconds: float
     problems: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # With faces="largest": detected faces not written, and how many photos had them.
+    faces_left_out: int = 0
+    photos_with_faces_left_out: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -745,9 +748,13 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     problems = [(given.get(rec["input"], rec["input"]), rec["status"], rec.get("message"))
                 for rec in everything if rec["status"] != "aligned"]
+    left_out = [len(r["detections"]) - len(r["faces"]) for r in everything
+                if r["status"] == "aligned"]
     return AlignSummary(out_dir=out_dir, total=len(jobs), counts=counts,
                         faces=sum(len(r["faces"]) for r in everything), resumed=len(done),
-                        processed=len(results), seconds=seconds, problems=sorted(problems))
+                        processed=len(results), seconds=seconds, problems=sorted(problems),
+                        faces_left_out=sum(left_out),
+                        photos_with_faces_left_out=sum(n > 0 for n in left_out))
 
 
 def _run(aligner: FaceAligner, todo: list[AlignJob], out_dir: Path, workers: int, progress: bool,

@@ -7,8 +7,10 @@ No algorithm lives here. TensorFlow is imported inside the commands that need it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,8 +30,10 @@ class InpaintGroup(click.Group):
         return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
 
     def resolve_command(self, ctx, args):
+        # The sub-command's usage line shows the name the user typed (`inpaint train`), not the
+        # name it is registered under.
         _, cmd, rest = super().resolve_command(ctx, args)
-        return cmd.name if cmd else None, cmd, rest
+        return (args[0] if cmd else None), cmd, rest
 
     def invoke(self, ctx):
         try:
@@ -78,38 +82,122 @@ class FiniteFloatRange(click.FloatRange):
 SEED = click.IntRange(0, 2**32 - 1)
 
 
-def _setup_logging(quiet: bool, tensorflow: bool = True) -> None:
+class AliasOption(click.Option):
+    """An option with old spellings (the reference's camelCase, earlier names) that are still
+    accepted but not shown: `--help` and error messages name only the current ones."""
+
+    def __init__(self, param_decls, aliases: tuple[str, ...] = (), **attrs):
+        super().__init__(list(param_decls) + list(aliases), **attrs)
+        self.aliases = tuple(aliases)
+
+    def _shown(self, method, ctx):
+        every = self.opts
+        self.opts = [o for o in every if o not in self.aliases]
+        try:
+            return method(ctx)
+        finally:
+            self.opts = every
+
+    def get_help_record(self, ctx):
+        return self._shown(super().get_help_record, ctx)
+
+    def get_error_hint(self, ctx):
+        return self._shown(super().get_error_hint, ctx)
+
+
+def _require_inputs(items) -> None:
+    """Refuse, before any work or output, inputs that name nothing: a path that does not exist
+    or a glob that matches nothing. A missing input is exit 1 in every command."""
+    import glob
+
+    from inpaint.errors import DataError
+
+    missing = [f"nothing matches {item}" if glob.has_magic(str(item))
+               else f"{item}: no such file or directory" for item in items
+               if not Path(item).exists()
+               and not (glob.has_magic(str(item)) and glob.glob(str(item), recursive=True))]
+    if missing:
+        more = f" (and {len(missing) - 3} more missing inputs)" if len(missing) > 3 else ""
+        raise DataError("; ".join(missing[:3]) + more)
+
+
+@contextlib.contextmanager
+def _removed_on_failed_start(run_dir: Path):
+    """A run directory this command creates is removed again if the command fails before the
+    first checkpoint: a failed start leaves nothing behind (nothing there could be resumed)."""
+    import shutil
+
+    created = run_dir.absolute()  # the outermost folder this command will create
+    while not created.parent.exists():
+        created = created.parent
+    existed = run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and run_dir.is_dir() and not any((run_dir / "checkpoints").glob("ckpt-*")):
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+class PlainLines:
+    """A stderr for logs and pipes: progress-bar redraws (carriage returns, cursor moves of
+    nested bars) become one plain line per redraw instead of escape codes. Everything else is the
+    wrapped stream's."""
+
+    _CONTROL = re.compile(r"\r|\x1b\[[0-9;]*[A-Za-z]")
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if "\r" in text or "\x1b[" in text:
+            line = self._CONTROL.sub("", text).rstrip()
+            if line.strip():
+                self._stream.write(line + "\n")
+        elif text.strip():  # whitespace alone: a bar moving to its line, or clearing it
+            self._stream.write(text)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+# In a log, a progress bar redraws at most this often (seconds): one line each time.
+LOG_PROGRESS_INTERVAL = 30
+
+
+def _plain_progress_when_logged() -> None:
+    """Without a terminal on stderr, progress bars print plain lines, every 30 s at most."""
+    if not sys.stderr.isatty() and not isinstance(sys.stderr, PlainLines):
+        sys.stderr = PlainLines(sys.stderr)
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL))
+
+
+def _setup_logging(quiet: bool, tensorflow: bool = True, status: str = "loading TensorFlow",
+                   ) -> None:
     """Log to stderr (warnings only with --quiet) and, for commands that use TensorFlow, import
-    it now with its C++ start-up lines (oneDNN, CUDA probing) hidden. They are shown if the import
-    fails, and always with TF_CPP_MIN_LOG_LEVEL=0."""
+    it now with its C++ start-up lines (oneDNN, CUDA probing) hidden, after a one-line `status`
+    (the import and a model load take seconds). The C++ lines are shown if the import fails, and
+    always with TF_CPP_MIN_LOG_LEVEL=0."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _plain_progress_when_logged()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    if tensorflow and not quiet:
+        click.echo(f"{status} ...", err=True)
     if tensorflow and "tensorflow" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
         _import_tensorflow_quietly()
 
 
 def _import_tensorflow_quietly() -> None:
-    import tempfile
+    from inpaint.backend import import_tensorflow
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe logs here
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    import_tensorflow()
 
 
 @click.group(cls=InpaintGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,10 +207,13 @@ def cli():
 
     \b
     Pipeline:
-      inpaint align PHOTOS... --out-dir faces      aligned 64x64 face crops
+      inpaint align PHOTOS... -o faces             aligned 64x64 face crops
       inpaint train --dataset faces --out runs/x   train a DCGAN (alias of train-dcgan)
-      inpaint complete IMGS... --outDir out        fill holes by latent search
+      inpaint complete FACES... -o out             fill holes by latent search
       inpaint make-gif out -o out/completion.gif   animate the search
+      inpaint evaluate FACES...                    score completions against the whole faces
+
+    `inpaint COMMAND --help` shows a command's options and examples.
     """
     # A file name that is not valid UTF-8 reaches Python with surrogates in it; a terminal
     # whose stdout is strict UTF-8 would turn printing it into a traceback.
@@ -180,6 +271,13 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
     Writes config, checkpoints, sample grids, TensorBoard logs (logs/), metrics.jsonl and, at the
     end, the exported model/ into OUT. Re-running the same command resumes; Ctrl-C saves a
     checkpoint first.
+
+    \b
+    Examples:
+      inpaint align photos -o faces && inpaint train --dataset faces --out runs/mine
+      inpaint train --dataset faces --out runs/mine --config configs/celeba64.toml --epochs 10
+      inpaint train --out runs/mine --epochs 20        # resume, or extend to 20 epochs
+      inpaint train --out runs/mine --export-only      # runs/mine/model/ from the last checkpoint
     """
     _setup_logging(quiet)
     from inpaint import train as training
@@ -201,8 +299,9 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
         return
     datasets = list(datasets) or _recorded_dataset(out)
     chief = training.is_chief(cfg.train.strategy)
-    training.prepare_run_dir(out, cfg, write=chief)
-    result = training.train(datasets, out, cfg, init_from=init_from, progress=not quiet)
+    with _removed_on_failed_start(out):
+        training.prepare_run_dir(out, cfg, write=chief)
+        result = training.train(datasets, out, cfg, init_from=init_from, progress=not quiet)
     if not chief:
         click.echo(f"worker done at step {result.step}/{result.total_steps}; the chief wrote "
                    f"the run to {out}")
@@ -245,6 +344,28 @@ def _parse_shard(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+def _check_mask_options(ctx: click.Context, mask_path, mask_box) -> None:
+    """Refuse masks given two ways (exit 2); warn about options the chosen mask ignores."""
+    from click.core import ParameterSource
+
+    def given(name):
+        return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+    sources = [name for name, on in (("--mask", mask_path is not None),
+                                     ("--mask-box", mask_box is not None),
+                                     ("--mask-type", given("mask_type"))) if on]
+    if len(sources) > 1:
+        raise click.UsageError(f"give one of --mask-type, --mask and --mask-box, not "
+                               f"{' and '.join(sources)}")
+    kind = ctx.params["mask_type"] if not sources or sources == ["--mask-type"] else None
+    for opt, name, used, needs in (
+            ("--center-scale", "center_scale", kind == "center", "--mask-type center"),
+            ("--missing-fraction", "missing_fraction", kind == "random", "--mask-type random"),
+            ("--max-shift", "max_shift", ctx.params["optimize_shift"], "--optimize-shift")):
+        if given(name) and not used:
+            click.echo(f"Warning: {opt} is ignored: it applies only with {needs}", err=True)
+
+
 def _model_path(model: Path | None) -> Path:
     from inpaint.models import PRETRAINED_DIR
 
@@ -257,11 +378,12 @@ def _model_path(model: Path | None) -> Path:
 
 @cli.command("complete")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--out-dir", "--outDir", "out_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
+@click.option("-o", "--out-dir", "out_dir", cls=AliasOption, aliases=("--outDir",), required=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Output folder (created).")
 @click.option("--model", type=click.Path(path_type=Path),
               help="Training run directory or its model/ export (default: the shipped model).")
-@click.option("--mask-type", "--maskType", "mask_type", default="center", show_default=True,
+@click.option("--mask-type", "mask_type", cls=AliasOption, aliases=("--maskType",),
+              default="center", show_default=True,
               type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
                                  "lowres", "full"]))
 @click.option("--center-scale", default=0.25, show_default=True, type=FiniteFloatRange(0, 0.5,
@@ -299,10 +421,14 @@ def _model_path(model: Path | None) -> Path:
               help="Largest shift in pixels along each axis, with --optimize-shift.")
 @click.option("--blend/--no-blend", default=True, show_default=True,
               help="Poisson-blend G(z) into the hole.")
-@click.option("--out-interval", "--outInterval", "out_interval", default=10, show_default=True,
+@click.option("--sheet-scale", type=click.IntRange(1, 16),
+              help="Magnify the faces of sheet.png N times (nearest neighbour)  [default: so "
+                   "that a face is at least 192 px wide]")
+@click.option("--out-interval", "out_interval", cls=AliasOption, aliases=("--outInterval",),
+              default=10, show_default=True,
               type=click.IntRange(min=1), help="Iterations between progress frames.")
-@click.option("--batch-size", "--batchSize", "batch_size", default=64, show_default=True,
-              type=click.IntRange(min=1))
+@click.option("--batch-size", "batch_size", cls=AliasOption, aliases=("--batchSize",),
+              default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Redo images already completed in OUT_DIR.")
 @click.option("--shard", callback=_parse_shard, metavar="I/N",
               help="Complete only share I of N (1 <= I <= N): N machines given the same IMAGES "
@@ -310,15 +436,24 @@ def _model_path(model: Path | None) -> Path:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or info messages.")
 def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fraction, mask_path,
                  mask_box, context_weighting, perceptual, lam, optimizer, iters, lr, momentum,
-                 restarts, seed, precision, optimize_shift, max_shift, blend, out_interval,
-                 batch_size, overwrite, shard, quiet):
+                 restarts, seed, precision, optimize_shift, max_shift, blend, sheet_scale,
+                 out_interval, batch_size, overwrite, shard, quiet):
     """Fill the missing part of each face by searching the generator's latent space.
 
     IMAGES are files, folders or globs of aligned faces at the model's size (others are
     centre-cropped and resized, with a warning). Writes completed/, blended/, generated/,
-    masked/, progress/, hats/, frames/, sheet.png, log.jsonl and run.json into OUT_DIR.
+    masked/, masks/, progress/, hats/, frames/, sheet.png, log.jsonl and run.json into OUT_DIR.
+
+    \b
+    Examples:
+      inpaint complete data/samples -o out                 # centre hole, the shipped model
+      inpaint complete faces -o out --model runs/mine --mask-type random
+      inpaint complete face.png -o out --mask my_mask.png  # white = known, black = fill
+      inpaint complete faces -o out --mask-box 20,30,24,12 # X,Y,W,H in model pixels
     """
-    _setup_logging(quiet)
+    _require_inputs(images)
+    _check_mask_options(click.get_current_context(), mask_path, mask_box)
+    _setup_logging(quiet, status="loading TensorFlow and the model")
     from inpaint.complete import MaskSpec, SearchOptions, complete_files
     from inpaint.images import expand_inputs
     from inpaint.models import load_model
@@ -326,8 +461,6 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     inputs = expand_inputs(images, exclude=out_dir)
     if not inputs:
         raise click.BadParameter("no images match", param_hint="IMAGES")
-    if sum(x is not None for x in (mask_path, mask_box)) > 1:
-        raise click.UsageError("give at most one of --mask and --mask-box")
     if mask_path is not None and not (mask_path.is_file() or mask_path.is_dir()):
         raise click.BadParameter(f"{mask_path} is not a regular file or a folder",
                                  param_hint="'--mask'")
@@ -345,7 +478,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
         summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
                                  batch_size=batch_size, blend_result=blend,
                                  out_interval=out_interval, overwrite=overwrite,
-                                 progress=not quiet, shard=shard)
+                                 progress=not quiet, shard=shard, sheet_scale=sheet_scale)
     except KeyboardInterrupt:
         from inpaint.errors import Interrupted
 
@@ -510,7 +643,14 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
     SRC is the output directory of `inpaint complete` (its progress/ grids, or with --image STEM
     that image's frames/STEM/), a directory of frames, a quoted glob, or frame files. Frames are
     sorted by the numbers in their names (9 before 10, 0050 before 0100) and must all be the same
-    size. Each GIF frame gets its own dithered 256-colour palette.
+    size. Each GIF frame gets its own dithered 256-colour palette. With --image, the frames are
+    Poisson-blended like blended/STEM.png when `complete` blended.
+
+    \b
+    Examples:
+      inpaint make-gif out -o out/completion.gif               # the first batch's progress
+      inpaint make-gif out --image 182744 -o face.gif --scale 4  # one face, blended
+      inpaint make-gif 'out/hats/*.png' -o hats.webp --fps 5   # any frames: folder, glob, files
     """
     _setup_logging(quiet, tensorflow=False)
     from inpaint import gif
@@ -565,7 +705,15 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
     sub-folders inside OUT_DIR; OUT_DIR/align.jsonl records, per input, the status, the detector
     box, the 68 landmarks and the 2x3 transform. Re-running skips the inputs already done.
     Needs dlib and its 68-point model: pip install 'inpaint[align]'.
+
+    \b
+    Examples:
+      inpaint align data/photos -o faces                 # every photo below, 64x64 faces
+      inpaint align "photos/**/*.jpg" -o faces --workers 2
+      inpaint align group.jpg -o faces --faces all       # group_0.png, group_1.png, ...
+      inpaint align photos -o faces96 --size 96 --strict # exit 1 if a photo has no face
     """
+    _require_inputs(inputs)
     _setup_logging(quiet, tensorflow=False)
     from inpaint import align
 
@@ -580,8 +728,11 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
     faces_word = "face" if s.faces == 1 else "faces"
     click.echo(f"aligned {c['aligned']} of {s.total} inputs: {s.faces} {faces_word} in {out_dir} "
                f"({s.processed} processed in {s.seconds:.1f} s{rate}; {s.resumed} already done)")
-    click.echo(f"no face: {c['no-face']}, several faces skipped: {c['skipped-multi']}, "
-               f"errors: {c['error']}")
+    several = (f"photos with several faces skipped: {c['skipped-multi']}" if faces == "skip-multi"
+               else f"faces left out: {s.faces_left_out} in {s.photos_with_faces_left_out} "
+                    f"photos with several faces" + (" (--faces all keeps them)"
+                                                    if s.faces_left_out else ""))
+    click.echo(f"no face: {c['no-face']}, {several}, errors: {c['error']}")
     limit = 20
     for path, status, message in s.problems[:limit]:
         click.echo(f"  {status}: {message if status == 'error' else path}")
@@ -598,7 +749,8 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", type=click.Path(path_type=Path),
               help="Training run directory or its model/ export (default: the shipped model).")
-@click.option("--mask-type", "--maskType", "mask_types", multiple=True,
+@click.option("--mask-type", "mask_types", cls=AliasOption, aliases=("--maskType",),
+              multiple=True,
               type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
                                  "lowres"]),
               help="Repeatable (default: center, random, left).")
@@ -628,9 +780,16 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
     Reports, per mask type, PSNR and SSIM over the image, mean L1 inside the hole and the detail
     ratio (log2 of the hole's gradient energy against the truth's: 0 = as detailed, a smooth
     fill far below 0) for the completed and blended outputs and for two baselines (mean-colour
-    and harmonic fill), with seconds per image, as a markdown table.
+    and harmonic fill), with seconds per image, as a markdown table. IMAGES should be aligned
+    faces at the model's size (others are centre-cropped and resized, with a warning).
+    \b
+    Examples:
+      inpaint evaluate faces --limit 32 --mask-type center
+      inpaint evaluate faces --model runs/mine --json scores.json
+      inpaint evaluate faces --optimizer momentum --context-weighting none --iters 1000
     """
-    _setup_logging(quiet)
+    _require_inputs(images)
+    _setup_logging(quiet, status="loading TensorFlow and the model")
     import json
 
     from tqdm import tqdm

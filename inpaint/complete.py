@@ -358,6 +358,7 @@ class FilesSummary:
     skipped: list[str] = field(default_factory=list)  # done in an earlier run
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     resized: list[str] = field(default_factory=list)
+    resized_example: str = ""  # "<path> is WxH", the first of them
     seconds: float = 0.0
     other_shards: int = 0  # inputs left to the other shards (with `shard`)
 
@@ -426,10 +427,10 @@ def _prepare(path: Path, stem: str, mask: MaskSpec, size: int,
             log.warning("the mask of %s marks no pixel known: the completion is whatever the "
                         "generator makes, unconstrained by the image", path)
     if (h, w) != (size, size):
-        if summary is not None:
-            log.warning("%s is %dx%d, not the model's %dx%d: centre-cropped and resized "
-                        "(align faces with `inpaint align` instead)", path, w, h, size, size)
+        if summary is not None:  # complete_files warns once, with the count
+            log.debug("%s is %dx%d: centre-cropped and resized to %d", path, w, h, size)
             summary.resized.append(str(path))
+            summary.resized_example = summary.resized_example or f"{path} is {w}x{h}"
         img = crop_resize(img, size, "center", 1.0)
     return img, m
 
@@ -437,8 +438,8 @@ def _prepare(path: Path, stem: str, mask: MaskSpec, size: int,
 def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSpec,
                    options: SearchOptions, batch_size: int = 64, blend_result: bool = True,
                    out_interval: int = 10, overwrite: bool = False, progress: bool = True,
-                   run_options: dict | None = None,
-                   shard: tuple[int, int] | None = None) -> FilesSummary:
+                   run_options: dict | None = None, shard: tuple[int, int] | None = None,
+                   sheet_scale: int | None = None) -> FilesSummary:
     """Complete every image file in `inputs` with `model` (models.LoadedModel) and write into
     `out_dir`: completed/, blended/, generated/, masked/ (<stem>.png each); progress/NNNN.png and
     hats/NNNN.png (grids of the first batch's completions and raw G(z) every `out_interval`
@@ -488,6 +489,7 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     log_path = out_dir / f"log{shard_tag}.jsonl"
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
     bar = tqdm(total=len(pending), disable=not progress, unit="img", desc="images")
+    blend_frames = blend_result and not mask.lowres
     for bi, batch in enumerate(batches):
         images, batch_masks, names = [], [], []
         for path, stem in batch:
@@ -524,8 +526,12 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
                             make_grid(to_uint8(generated), ncols=8))
                 for j, (_, stem) in enumerate(names):
                     write_image(out_dir / "frames" / stem / f"{i:04d}.png", completions[j])
+                    if blend_frames:  # for make-gif --image, which blends the frames
+                        write_image(out_dir / "frames" / stem / "generated" / f"{i:04d}.png",
+                                    to_uint8(generated[j]))
             it_bar.update(1)
-            it_bar.set_postfix(loss=f"{float(np.mean(losses['total'])):.1f}")
+            # shown at the bar's next redraw: forcing one per step would flood a log
+            it_bar.set_postfix(loss=f"{float(np.mean(losses['total'])):.1f}", refresh=False)
 
         try:
             result = complete(generator, discriminator, images, batch_masks, options=opts,
@@ -539,13 +545,20 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
             write_image(out_dir / "generated" / f"{stem}.png", to_uint8(result.generated[j]))
             write_image(out_dir / "masked" / f"{stem}.png",
                         masked_view(images[j], batch_masks[j], mask.lowres))
+            write_image(out_dir / "masks" / f"{stem}.png",  # reusable: --mask OUT_DIR/masks
+                        np.where(batch_masks[j] > 0.5, 255, 0).astype(np.uint8))
             if result.blended is not None:
                 write_image(out_dir / "blended" / f"{stem}.png", result.blended[j])
             write_image(out_dir / "completed" / f"{stem}.png", result.completed[j])  # marks done
             summary.completed.append(str(path))
         bar.update(len(names))
     bar.close()
-    write_sheet(out_dir, list(zip(inputs, stems)), mask, size)
+    if summary.resized:
+        log.warning("%d of %d images are not %dx%d, the model's size (%s): centre-cropped "
+                    "and resized. Faces from `inpaint align` fit this model with `--size %d`.",
+                    len(summary.resized), len(pending), size, size, summary.resized_example,
+                    size)
+    write_sheet(out_dir, list(zip(inputs, stems)), mask, size, sheet_scale)
     summary.seconds = time.time() - t0
     record = {"options": asdict(opts), "mask": mask.describe(), "batch_size": batch_size,
               "blend": blend_result, "out_interval": out_interval, "model": model.identity,
@@ -614,30 +627,52 @@ def _ends_mid_line(path: Path) -> bool:
         return False
 
 
-def write_sheet(out_dir: Path, items: Sequence[tuple[Path, str]], mask: MaskSpec,
-                size: int) -> Path | None:
-    """sheet.png: one row per completed image: masked | G(z) | completed | blended | input."""
-    from inpaint.images import make_grid, read_image, write_image
+# sheet.png's columns: (output sub-folder or None for the input, header).
+SHEET_COLUMNS = (("masked", "masked"), ("generated", "G(z)"), ("completed", "completed"),
+                 ("blended", "blended"), (None, "original"))
+# With the automatic scale a face on the sheet is at least this wide, so it reads without zooming.
+SHEET_FACE_PX = 192
+# ... unless the sheet would exceed this many pixels (hundreds of images): then less magnified.
+SHEET_MAX_PIXELS = 40_000_000
 
-    rows = []
+
+def sheet_scale_for(size: int, n_rows: int, n_cols: int) -> int:
+    """The automatic magnification of sheet.png: faces of `size` px shown at least SHEET_FACE_PX
+    wide, less when the sheet would exceed SHEET_MAX_PIXELS; at least 1."""
+    scale = -(-SHEET_FACE_PX // size)
+    while scale > 1 and n_rows * (n_cols + 1) * (size * scale) ** 2 > SHEET_MAX_PIXELS:
+        scale -= 1
+    return scale
+
+
+def write_sheet(out_dir: Path, items: Sequence[tuple[Path, str]], mask: MaskSpec,
+                size: int, scale: int | None = None) -> Path | None:
+    """sheet.png: a header line (masked | G(z) | completed | blended | original; a column whose
+    outputs do not exist, e.g. blended with --no-blend, is left out) and one row per completed
+    image, its file name on the left. Faces are magnified `scale` times (None: sheet_scale_for)."""
+    from inpaint.images import contact_sheet, read_image, write_image
+
+    rows, names = [], []
     for path, stem in items:
-        files = [out_dir / sub / f"{stem}.png" for sub in ("masked", "generated", "completed",
-                                                          "blended")]
-        if not files[2].exists():
+        if not (out_dir / "completed" / f"{stem}.png").exists():
             continue
-        row = [read_image(f) for f in files if f.exists()]
-        try:
-            row.append(_prepare(path, stem, mask, size)[0])
-        except (ImageReadError, MaskError):
-            pass
+        row = {}
+        for sub, _ in SHEET_COLUMNS:
+            try:
+                row[sub] = (_prepare(path, stem, mask, size)[0] if sub is None
+                            else read_image(out_dir / sub / f"{stem}.png"))
+            except (ImageReadError, MaskError):
+                pass
         rows.append(row)
+        names.append(Path(path).name)
     if not rows:
         return None
-    ncols = max(len(r) for r in rows)
-    blank = np.full((size, size, 3), 255, np.uint8)
-    tiles = [im for r in rows for im in r + [blank] * (ncols - len(r))]
+    columns = [(sub, title) for sub, title in SHEET_COLUMNS if any(sub in r for r in rows)]
+    scale = scale or sheet_scale_for(size, len(rows), len(columns))
+    sheet = contact_sheet([[r.get(sub) for sub, _ in columns] for r in rows],
+                          [title for _, title in columns], names, scale=scale)
     path = out_dir / "sheet.png"
-    write_image(path, make_grid(tiles, ncols=ncols))
+    write_image(path, sheet)
     return path
 
 

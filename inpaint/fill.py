@@ -386,6 +386,9 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
         from PIL import Image
         inpaint.fill(Image.open("me.jpg"), region="mouth").save("me_filled.jpg")
     """
+    from inpaint.backend import import_tensorflow
+
+    import_tensorflow()  # with its C++ start-up lines hidden, as in the command line
     from inpaint.align import AlignSettings, FaceAligner
     from inpaint.models import LoadedModel, load_model
 

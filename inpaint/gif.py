@@ -373,6 +373,34 @@ def write_animation(frames: Sequence[np.ndarray], path: str | Path, *, fps: floa
     return Animation(path=path, frames=len(frames), width=out_w, height=out_h, seconds=seconds)
 
 
+def blend_image_frames(src: str | Path, stem: str, paths: Sequence[Path],
+                       frames: list[np.ndarray]) -> list[np.ndarray]:
+    """One image's completion frames, Poisson-blended as `complete` blends blended/<stem>.png:
+    each frame's G(z) (`frames/<stem>/generated/NNNN.png`) blended into the known pixels of the
+    mask `masks/<stem>.png` (white = known). `complete` writes both only when it blends; without
+    them the frames are returned as they are (the hole's seam shows)."""
+    from inpaint.blend import poisson_blend
+
+    src = Path(src)
+    mask_path = src / "masks" / f"{stem}.png"
+    generated = [p.parent / "generated" / p.name for p in paths]
+    if not mask_path.is_file() or not all(g.is_file() for g in generated):
+        log.info("frames of %s not blended: %s or frames/%s/generated/ is missing (complete "
+                 "ran with --no-blend, or before blended frames were kept)", stem, mask_path, stem)
+        return frames
+    known = read_image(mask_path)[..., 0] > 127
+    if known.shape != frames[0].shape[:2]:
+        raise DataError(f"{mask_path}: mask is {known.shape[1]}x{known.shape[0]} but the frames "
+                        f"are {frames[0].shape[1]}x{frames[0].shape[0]}")
+    out = []
+    for frame, gen_path in zip(frames, generated):
+        solved = poisson_blend(frame.astype(np.float64), read_image(gen_path).astype(np.float64),
+                               known)
+        filled = np.clip(np.round(solved), 0, 255).astype(np.uint8)
+        out.append(np.where(known[..., None], frame, filled))
+    return out
+
+
 def make_animation(sources: str | Path | Sequence[str | Path], output: str | Path, *,
                    image: str | None = None, fps: float = 10.0, loop: int = 0, scale: int = 2,
                    hold_last: float = 1.0, progress: bool = False) -> Animation:
@@ -385,5 +413,8 @@ def make_animation(sources: str | Path | Sequence[str | Path], output: str | Pat
     paths = [p for p in collect_frames(sources, image=image)
              if safe_resolve(p) != safe_resolve(output)]
     frames = read_frames(paths, progress=progress)
+    if image is not None:
+        frames = blend_image_frames(Path(sources if isinstance(sources, (str, Path))
+                                         else sources[0]), image, paths, frames)
     return write_animation(frames, output, fps=fps, loop=loop, scale=scale, hold_last=hold_last,
                            progress=progress)

@@ -216,13 +216,24 @@ def read_faces(paths: Iterable[str | Path], size: int,
                ) -> tuple[np.ndarray, list[str], list[str]]:
     """Read images as `size` x `size` faces (centre square, resized): `(faces (N, S, S, 3) uint8,
     their file stems, the reasons of the files that could not be read)`."""
-    faces, stems, failed = [], [], []
+    faces, stems, failed, resized = [], [], [], []
     for p in paths:
         try:
-            faces.append(crop_resize(read_image(p), size))
-            stems.append(Path(p).stem)
+            img = read_image(p)
         except ImageReadError as exc:
             failed.append(str(exc))
+            continue
+        if img.shape[:2] != (size, size):
+            resized.append(f"{p} is {img.shape[1]}x{img.shape[0]}")
+        faces.append(crop_resize(img, size))
+        stems.append(Path(p).stem)
+    if resized:  # one line, not one per image
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%d of %d images are not %dx%d, the model's size (%s): centre-cropped and resized. "
+            "Faces from `inpaint align` fit this model with `--size %d`.", len(resized),
+            len(faces), size, size, resized[0], size)
     return (np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)), stems, failed
 
 
@@ -333,3 +344,71 @@ def make_grid(images: Sequence[np.ndarray] | np.ndarray, ncols: int | None = Non
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y:y + h, x:x + w] = im if im.ndim == 3 else im[..., None]
     return grid
+
+
+def _font(px: int):
+    """Pillow's built-in font at `px` pixels (a scalable one where Pillow has FreeType)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=px)
+    except (TypeError, ImportError, OSError):  # an old Pillow, or one without FreeType
+        return ImageFont.load_default()
+
+
+def _fit_text(draw, text: str, font, width: int) -> str:
+    """`text` shortened with '...' in the middle until it is at most `width` pixels wide."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable file names
+    if draw.textlength(text, font=font) <= width:
+        return text
+    keep = len(text)
+    while keep > 1:
+        keep -= 1
+        short = text[:(keep + 1) // 2] + "..." + text[len(text) - keep // 2:]
+        if draw.textlength(short, font=font) <= width:
+            return short
+    return "..."
+
+
+def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], col_titles: Sequence[str],
+                  row_titles: Sequence[str] | None = None, scale: int = 1, pad: int = 4,
+                  ) -> np.ndarray:
+    """A labelled grid for people: `rows` of `(H, W, 3) uint8` tiles (None: left blank), each
+    magnified `scale` times (nearest neighbour, so pixels stay sharp), a header line with
+    `col_titles` above the columns and, with `row_titles`, a column of names on the left
+    (shortened with '...' to fit). Returns `(sheet_h, sheet_w, 3) uint8`, white background:
+    sheet_w = label_w + ncols * (W * scale + pad) + pad, where label_w is one tile wide with
+    row titles and 0 without; sheet_h = header_h + nrows * (H * scale + pad) + pad."""
+    from PIL import ImageDraw
+
+    first = next((t for r in rows for t in r if t is not None), None)
+    if first is None:
+        raise ValueError("contact_sheet needs at least one image")
+    th, tw = first.shape[0] * scale, first.shape[1] * scale
+    ncols = len(col_titles)
+    font = _font(max(12, min(tw // 12, 24)))
+    header_h = 2 * font.size if hasattr(font, "size") else 24
+    label_w = tw if row_titles is not None else 0
+    width = label_w + ncols * (tw + pad) + pad
+    height = header_h + len(rows) * (th + pad) + pad
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    ink = (40, 40, 40)
+
+    def centred(text, left, top, w, h):
+        text = _fit_text(draw, text, font, w - 2 * pad)
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+        draw.text((left + (w - (x1 - x0)) // 2 - x0, top + (h - (y1 - y0)) // 2 - y0), text,
+                  fill=ink, font=font)
+
+    for c, title in enumerate(col_titles):
+        centred(title, label_w + pad + c * (tw + pad), 0, tw, header_h)
+    for r, row in enumerate(rows):
+        top = header_h + r * (th + pad)
+        if row_titles is not None:
+            centred(row_titles[r], 0, top, label_w, th)
+        for c, tile in enumerate(row[:ncols]):
+            if tile is not None:
+                big = np.repeat(np.repeat(np.asarray(tile, np.uint8), scale, 0), scale, 1)
+                sheet.paste(Image.fromarray(big), (label_w + pad + c * (tw + pad), top))
+    return np.asarray(sheet)

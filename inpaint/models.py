@@ -242,12 +242,13 @@ def resolve_model_dir(path: str | Path) -> Path:
                      "directory or its model/ folder")
 
 
-def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
-    """Load a model directory (or a run directory's `model/`), with Keras safe mode on.
+def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedModel:
+    """Load a model directory (or a run directory's `model/`; None: the shipped model,
+    PRETRAINED_DIR), with Keras safe mode on.
 
     Raises ModelError if files are missing, their hashes do not match model.json (when `verify`),
     the config is invalid, or the networks do not match the config."""
-    model_dir = resolve_model_dir(path)
+    model_dir = resolve_model_dir(PRETRAINED_DIR if path is None else path)
     try:
         meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

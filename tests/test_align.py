@@ -238,7 +238,8 @@ def test_nothing_to_align_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no images found"):
         align.align_batch([str(tmp_path / "*.jpg")], tmp_path / "out")
     r = run(str(tmp_path / "*.jpg"), "--out-dir", tmp_path / "out")
-    assert r.exit_code == 1 and "Error: no images found" in r.output
+    assert r.exit_code == 1 and f"Error: nothing matches {tmp_path / '*.jpg'}" in r.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_options_are_usage_errors(tmp_path):
@@ -313,12 +314,21 @@ def test_several_faces_all_largest_or_skipped(tmp_path, two_faces):
     assert [f["output"] for f in rec["faces"]] == ["pair_0.png", "pair_1.png"]
     assert rec["faces"][0]["box"] != rec["faces"][1]["box"]
     r = run(two_faces, "--out-dir", tmp_path / "skip", "--faces", "skip-multi", "-q")
-    assert r.exit_code == 0 and "several faces skipped: 1" in r.output
+    assert r.exit_code == 0 and "photos with several faces skipped: 1" in r.output
     assert list((tmp_path / "skip").glob("*.png")) == []
     assert records(tmp_path / "skip")[0]["status"] == "skipped-multi"
     r = run(two_faces, "--out-dir", tmp_path / "largest", "-q")
     assert r.exit_code == 0 and [p.name for p in (tmp_path / "largest").glob("*.png")] == [
         "pair.png"]
+
+
+@needs_dlib
+def test_largest_counts_and_reports_the_faces_it_leaves_out(tmp_path, two_faces):
+    r = run(two_faces, ASTRONAUT, "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 0, r.output
+    assert "faces left out: 1 in 1 photos with several faces (--faces all keeps them)" in r.output
+    s = align.align_batch([two_faces, ASTRONAUT], tmp_path / "out")  # resumed: still counted
+    assert (s.faces, s.faces_left_out, s.photos_with_faces_left_out) == (2, 1, 1)
 
 
 @needs_dlib
@@ -332,7 +342,7 @@ def test_no_face_and_bad_files_are_reported_and_strict_fails(tmp_path):
     r = run(photos, "--out-dir", out, "-q")
     assert r.exit_code == 0, r.output
     assert "aligned 1 of 3 inputs" in r.output
-    assert "no face: 1, several faces skipped: 0, errors: 1" in r.output
+    assert "no face: 1, faces left out: 0 in 0 photos with several faces, errors: 1" in r.output
     assert "no-face: " in r.output and "wall.png" in r.output
     assert "broken.jpg: not an image Pillow can read" in r.output
     by_name = {rec["key"]: rec for rec in records(out)}

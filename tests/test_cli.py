@@ -10,7 +10,7 @@ from .conftest import ROOT, write_faces
 
 
 def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="inpaint")
 
 
 def test_version_and_help_do_not_import_tensorflow():
@@ -77,3 +77,133 @@ def test_init_from_a_folder_without_a_model_is_a_usage_error(tmp_path):
     r = run("train", "--dataset", tmp_path, "-o", tmp_path / "r", "--init-from", tmp_path / "no")
     assert r.exit_code == 2 and "--init-from" in r.output and "does not exist" in r.output
     assert not (tmp_path / "r").exists()
+
+
+COMMANDS = ("train-dcgan", "complete", "make-gif", "align", "evaluate", "fill")
+
+
+def test_help_shows_the_command_name_the_user_typed():
+    assert "Usage: inpaint train [OPTIONS]" in run("train", "--help").output
+    assert "Usage: inpaint train-dcgan [OPTIONS]" in run("train-dcgan", "--help").output
+
+
+def _examples(help_text):
+    """The command lines of a --help's Examples block, split into arguments."""
+    import shlex
+
+    block = help_text.split("Examples:", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in block.splitlines() if line.strip().startswith("inpaint ")]
+    return [shlex.split(part, comments=True)[1:] for line in lines for part in line.split("&&")]
+
+
+def _parses(args):
+    """None if the command's parser takes `args` (options known, values of the right type;
+    paths are not looked at), else the usage error."""
+    import click
+
+    cmd = cli.get_command(None, args[0])
+    ctx = click.Context(cmd, info_name=args[0])
+    try:
+        opts, _, _ = cmd.make_parser(ctx).parse_args(list(args[1:]))
+        for param in cmd.params:
+            if param.name in opts and not isinstance(param.type, click.Path):
+                param.type_cast_value(ctx, opts[param.name])
+    except click.UsageError as exc:
+        return str(exc)
+    return None
+
+
+def test_every_command_help_has_examples_that_parse():
+    assert _parses(["complete", "x", "--no-such-option"]) is not None  # the check can fail
+    assert _parses(["complete", "x", "--iters", "many"]) is not None
+    for name in COMMANDS:
+        r = run(name, "--help")
+        assert r.exit_code == 0 and "Examples:" in r.output, name
+        examples = _examples(r.output)
+        assert 2 <= len(examples) <= 5, (name, examples)
+        for args in examples:
+            assert cli.get_command(None, args[0]) is not None, args
+            assert _parses(args) is None, (args, _parses(args))
+
+
+def test_old_option_spellings_are_accepted_but_not_shown():
+    cmd = cli.get_command(None, "complete")
+    old = cmd.make_context("complete", ["x.png", "--outDir", "o", "--maskType", "random",
+                                        "--batchSize", "4", "--outInterval", "5"])
+    new = cmd.make_context("complete", ["x.png", "-o", "o", "--mask-type", "random",
+                                        "--batch-size", "4", "--out-interval", "5"])
+    assert old.params == new.params and new.params["out_dir"].name == "o"
+    ev = cli.get_command(None, "evaluate")
+    assert ev.make_context("evaluate", ["x", "--maskType", "left"]).params["mask_types"] == (
+        "left",)
+    shown = run("complete", "--help").output + run("evaluate", "--help").output
+    for spelling in ("--outDir", "--maskType", "--batchSize", "--outInterval"):
+        assert spelling not in shown
+    assert "-o, --out-dir" in run("complete", "--help").output
+    assert "-o, --out-dir" in run("align", "--help").output
+    assert "-o, --output" in run("make-gif", "--help").output
+    r = run("complete", "x.png")
+    assert r.exit_code == 2 and "Missing option '-o' / '--out-dir'." in r.output
+
+
+def test_a_missing_input_is_exit_1_and_leaves_nothing_behind(tmp_path):
+    missing, out = tmp_path / "nonexistent", tmp_path / "out"
+    for args in (["align", missing, "-o", out], ["complete", missing, "-o", out],
+                 ["complete", tmp_path / "no-*.png", "-o", out], ["evaluate", missing],
+                 ["make-gif", missing, "-o", out / "a.gif"],
+                 ["train", "--dataset", missing, "--out", out]):
+        r = run(*args)
+        assert r.exit_code == 1, (args, r.output)
+        assert "Error:" in r.output and "Traceback" not in r.output, r.output
+        assert not out.exists(), args
+    assert f"{missing}: no such file or directory" in run("align", missing, "-o", out).output
+
+
+def test_a_failed_training_start_removes_the_run_folder_it_made(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("train", "--dataset", empty, "--out", tmp_path / "runs" / "run", "-q")
+    assert r.exit_code == 1 and "no images" in r.output
+    assert not (tmp_path / "runs").exists()  # nor the parent folder it made
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    r = run("train", "--dataset", empty, "--out", kept, "-q")
+    assert r.exit_code == 1 and (kept / "notes.txt").read_text() == "mine"  # not ours to remove
+
+
+def test_conflicting_mask_options_are_refused_and_ignored_ones_warned(tmp_path):
+    face = write_faces(tmp_path / "faces", n=1)
+    r = run("complete", face, "-o", tmp_path / "o", "--mask-type", "random", "--mask-box",
+            "1,2,3,4")
+    assert r.exit_code == 2 and "give one of --mask-type, --mask and --mask-box" in r.output
+    r = run("complete", face, "-o", tmp_path / "o", "--missing-fraction", "0.5",
+            "--max-shift", "2", "--model", tmp_path / "no-model")
+    assert "--missing-fraction is ignored: it applies only with --mask-type random" in r.output
+    assert "--max-shift is ignored: it applies only with --optimize-shift" in r.output
+    assert "loading TensorFlow and the model ..." in r.output  # the start-up status line
+    assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_progress_bars_in_a_log_are_plain_lines():
+    import io
+
+    from tqdm import tqdm
+
+    from inpaint.cli import PlainLines
+
+    log = io.StringIO()
+    plain = PlainLines(log)
+    with tqdm(total=2, file=plain, desc="outer", mininterval=0) as outer:
+        for _ in range(2):
+            with tqdm(total=3, file=plain, desc="inner", leave=False, mininterval=0) as inner:
+                for _ in range(3):
+                    inner.update()
+            outer.update()
+    text = log.getvalue()
+    assert "\x1b[" not in text and "\r" not in text
+    lines = text.splitlines()
+    assert lines and all(line.strip() for line in lines)
+    assert lines[-1].startswith("outer: 100%") and any(x.startswith("inner:") for x in lines)
+    plain.write("Error: kept as it is\n")
+    assert log.getvalue().endswith("Error: kept as it is\n")

@@ -128,12 +128,14 @@ def test_files_are_written_and_resume_skips(model, tmp_path):
     assert sorted(p.name for p in (out / "progress").iterdir()) == [
         "0000.png", "0002.png", "0004.png", "b001_0000.png", "b001_0002.png", "b001_0004.png"]
     assert len(list((out / "hats").iterdir())) == 6
-    assert sorted(p.name for p in (out / "frames" / "002").iterdir()) == [
+    assert sorted(p.name for p in (out / "frames" / "002").glob("*.png")) == [
         "0000.png", "0002.png", "0004.png"]
+    assert sorted(p.name for p in (out / "frames" / "002" / "generated").iterdir()) == [
+        "0000.png", "0002.png", "0004.png"]  # G(z) of each frame, for make-gif to blend
+    mask_file = np.asarray(Image.open(out / "masks" / "001.png"))
+    assert (mask_file == np.where(build_mask("center", 16) > 0.5, 255, 0)).all()
     lines = [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
     assert len(lines) == 3 * 5 and {"total", "contextual", "perceptual", "iter"} <= set(lines[0])
-    sheet = np.asarray(Image.open(out / "sheet.png"))
-    assert sheet.shape[0] == 3 * 16 + 4 * 2  # one row per image
     run = json.loads((out / "run.json").read_text())
     assert run["options"]["iters"] == 4 and run["model"]["sha256"]
     # known pixels in completed/ are bit-exact copies of the input
@@ -145,6 +147,60 @@ def test_files_are_written_and_resume_skips(model, tmp_path):
                         progress=False)
     assert len(s2.skipped) == 3 and s2.completed == []
     assert (out / "completed" / "000.png").stat().st_mtime_ns == before
+
+
+def _ink(region):
+    """Whether a region of a white sheet has text or picture on it."""
+    return (region < 128).any()
+
+
+@pytest.mark.parametrize("blend", [True, False])
+def test_sheet_magnifies_faces_and_labels_columns_and_files(model, tmp_path, blend):
+    src = write_faces(tmp_path / "in", n=2, size=(16, 16))
+    out = tmp_path / "out"
+    complete_files(sorted(src.iterdir()), out, model, mask=MaskSpec("center"),
+                   options=SearchOptions(iters=2), blend_result=blend, progress=False)
+    sheet = np.asarray(Image.open(out / "sheet.png"))
+    tile, pad = 192, 4  # 16-px faces magnified 12 times: at least 192 px
+    ncols = 5 if blend else 4  # masked, G(z), completed, [blended,] original
+    assert sheet.shape[1] == tile + ncols * (tile + pad) + pad  # file names, then the columns
+    header = sheet.shape[0] - 2 * (tile + pad) - pad
+    assert 20 <= header <= 60
+    for c in range(ncols):
+        left = tile + pad + c * (tile + pad)
+        assert _ink(sheet[:header, left:left + tile]), f"no title over column {c}"
+    for r, name in enumerate(["000.png", "001.png"]):
+        top = header + r * (tile + pad)
+        assert _ink(sheet[top:top + tile, :tile]), f"no file name on row {r}"
+        original = np.asarray(Image.open(src / name))
+        left = tile + pad + (ncols - 1) * (tile + pad)
+        shown = sheet[top:top + tile, left:left + tile]
+        assert (shown == np.repeat(np.repeat(original, 12, 0), 12, 1)).all()
+        completed = np.asarray(Image.open(out / "completed" / name))
+        left = tile + pad + 2 * (tile + pad)
+        assert (sheet[top:top + tile:12, left:left + tile:12] == completed).all()
+
+
+def test_sheet_scale_can_be_chosen_and_shrinks_for_many_images():
+    from inpaint.complete import SHEET_MAX_PIXELS, sheet_scale_for
+
+    assert sheet_scale_for(64, 12, 5) == 3 and sheet_scale_for(16, 2, 5) == 12
+    assert sheet_scale_for(64, 400, 5) < 3  # 400 rows at 192 px would be 94 Mpx
+    assert 400 * 6 * (64 * sheet_scale_for(64, 400, 5)) ** 2 <= SHEET_MAX_PIXELS
+    assert sheet_scale_for(64, 100_000, 5) == 1
+
+
+def test_other_sizes_are_resized_with_one_warning_naming_the_fix(model, tmp_path, caplog):
+    src = write_faces(tmp_path / "in", n=3, size=(24, 24))
+    with caplog.at_level("WARNING"):
+        s = complete_files(sorted(src.iterdir()), tmp_path / "out", model,
+                           mask=MaskSpec("center"), options=SearchOptions(iters=1),
+                           progress=False)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and r.name.startswith("inpaint")]
+    assert len(s.resized) == 3 and len(warnings) == 1
+    assert "3 of 3 images are not 16x16" in warnings[0] and "is 24x24" in warnings[0]
+    assert "inpaint align` fit this model with `--size 16`" in warnings[0]
 
 
 def test_lowres_and_full_masks(model, tmp_path):

@@ -356,3 +356,33 @@ def test_cli_make_gif_does_not_import_tensorflow(tmp_path):
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert (tmp_path / "a.gif").is_file()
+
+
+def test_image_frames_are_blended_like_the_blended_output(tmp_path, tiny_run):
+    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.models import load_model
+
+    from .conftest import write_faces
+
+    src = write_faces(tmp_path / "in", n=2, size=(16, 16))
+    out = tmp_path / "out"
+    complete_files(sorted(src.iterdir()), out, load_model(tiny_run), mask=MaskSpec("center"),
+                   options=SearchOptions(iters=4), out_interval=2, progress=False)
+    paths = gif.collect_frames(out, image="001")
+    assert [p.name for p in paths] == ["0000.png", "0002.png", "0004.png"]  # not generated/
+    plain = gif.read_frames(paths)
+    blended = gif.blend_image_frames(out, "001", paths, plain)
+    final = np.asarray(Image.open(out / "blended" / "001.png")).astype(int)
+    assert np.abs(blended[-1].astype(int) - final).max() <= 2  # G(z) stored as uint8
+    seam = np.abs(plain[-1].astype(int) - final).max()
+    assert seam > 2  # without blending the last frame is the completed/ image, not blended/
+    known = np.asarray(Image.open(out / "masks" / "001.png")) > 127
+    assert all((b[known] == p[known]).all() for b, p in zip(blended, plain))
+    r = run("make-gif", out, "--image", "001", "-o", tmp_path / "a.webp", "--scale", "1")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "a.webp") as im:  # lossless: the blended frames themselves
+        im.seek(im.n_frames - 1)
+        assert (np.asarray(im.convert("RGB")) == blended[-1]).all()
+    (out / "masks" / "001.png").unlink()  # without the mask: the frames as they are
+    assert all((b == p).all() for b, p in zip(gif.blend_image_frames(out, "001", paths, plain),
+                                              plain))

@@ -114,3 +114,34 @@ def test_read_faces_resizes_and_reports_failures(tmp_path):
     faces, stems, failed = read_faces([tmp_path / "a.png", tmp_path / "b.png"], 8)
     assert faces.shape == (1, 8, 8, 3) and (faces == (10, 20, 30)).all()
     assert stems == ["a"] and len(failed) == 1 and "b.png" in failed[0]
+
+
+def test_read_faces_warns_once_about_faces_of_another_size(tmp_path, caplog):
+    from inpaint.images import read_faces
+
+    for i in range(3):
+        Image.new("RGB", (20, 20), (10, 20, 30)).save(tmp_path / f"big{i}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "fits.png")
+    with caplog.at_level("WARNING", logger="inpaint.images"):
+        read_faces(sorted(tmp_path.iterdir()), 8)
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "inpaint.images"]
+    assert "3 of 4 images are not 8x8" in message and "is 20x20" in message
+    assert "--size 8" in message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inpaint.images"):
+        read_faces([tmp_path / "fits.png"], 8)
+    assert not caplog.records
+
+
+def test_contact_sheet_places_magnified_tiles_under_titles():
+    from inpaint.images import contact_sheet
+
+    a = np.full((4, 4, 3), 10, np.uint8)
+    b = np.full((4, 4, 3), 200, np.uint8)
+    sheet = contact_sheet([[a, None], [b, a]], ["one", "two"], scale=3, pad=2)
+    header = sheet.shape[0] - 2 * (12 + 2) - 2
+    assert sheet.shape[1] == 2 * (12 + 2) + 2 and header > 0  # no row titles: no label column
+    assert (sheet[header:header + 12, 2:14] == 10).all()
+    assert (sheet[header:header + 12, 16:28] == 255).all()  # None: left blank
+    assert (sheet[header + 14:header + 26, 2:14] == 200).all()
+    assert (sheet[:header, 2:14] < 128).any() and (sheet[:header, 16:28] < 128).any()

@@ -289,17 +289,17 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
         if config_path is None and training.stored_config(out) is None:
             config_path = init_from / "config.toml"
     cfg = _build_config(config_path, sets, shortcuts, out)
-    _lock(out, "train", chief=training.is_chief(cfg.train.strategy))
-    if export_only:
-        stored = training.stored_config(out)
-        if stored is None:
-            raise click.BadParameter(f"{out} holds no training run", param_hint="'--out'")
-        path = training.export_run(out, stored)
-        click.echo(f"exported {path}")
-        return
-    datasets = list(datasets) or _recorded_dataset(out)
     chief = training.is_chief(cfg.train.strategy)
-    with _removed_on_failed_start(out):
+    with _removed_on_failed_start(out):  # the lock's folder too, and a failed --export-only's
+        _lock(out, "train", chief=chief)
+        if export_only:
+            stored = training.stored_config(out)
+            if stored is None:
+                raise click.BadParameter(f"{out} holds no training run", param_hint="'--out'")
+            path = training.export_run(out, stored)
+            click.echo(f"exported {path}")
+            return
+        datasets = list(datasets) or _recorded_dataset(out)
         training.prepare_run_dir(out, cfg, write=chief)
         result = training.train(datasets, out, cfg, init_from=init_from, progress=not quiet)
     if not chief:
@@ -782,6 +782,7 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
     fill far below 0) for the completed and blended outputs and for two baselines (mean-colour
     and harmonic fill), with seconds per image, as a markdown table. IMAGES should be aligned
     faces at the model's size (others are centre-cropped and resized, with a warning).
+
     \b
     Examples:
       inpaint evaluate faces --limit 32 --mask-type center

@@ -67,14 +67,18 @@ demo: install  ## complete data/samples with the shipped model: out/demo/{sheet.
 
 # Reproduce the shipped model: align CelebA, train, pick the best checkpoint, package it.
 # Needs CelebA in $(SHARED) (celeba-train/, celeba-val/; see its README).
+# Reproduce the shipped model: align CelebA (70,200 faces), continue training from the shipped
+# weights with the weight average, pick the best checkpoint by completion quality, package it.
 pretrained: install
-	$(call need,$(SHARED)/celeba-train,set SHARED=<folder holding CelebA's celeba-train/ and celeba-val/>)
+	$(call need,$(SHARED)/celeba-train,set SHARED=<folder holding CelebA's celeba-train/, celeba-more/ and celeba-val/>)
 	$(INPAINT) align $(SHARED)/celeba-train -o aligned/celeba-train --workers 2 -q
+	$(INPAINT) align $(SHARED)/celeba-more -o aligned/celeba-more --workers 2 -q
 	$(INPAINT) align $(SHARED)/celeba-val -o aligned/celeba-val -q
-	$(INPAINT) train --dataset aligned/celeba-train --out runs/celeba64 --config configs/celeba64.toml \
-		--set train.keep_checkpoints=25 --set train.checkpoint_every=300
-	$(BIN)/python scripts/pretrained.py select runs/celeba64 --images aligned/celeba-val
-	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba64 --step <best step>"
+	$(INPAINT) train --dataset aligned/celeba-train --dataset aligned/celeba-more -o runs/celeba70k \
+		--config configs/celeba64.toml --init-from pretrained --epochs 10 \
+		--set train.keep_checkpoints=60 --set train.checkpoint_every=200
+	$(BIN)/python scripts/pretrained.py select runs/celeba70k --images aligned/celeba-val --also-trained
+	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba70k --step <best step>"
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py all

@@ -107,14 +107,15 @@ class AliasOption(click.Option):
 
 def _require_inputs(items) -> None:
     """Refuse, before any work or output, inputs that name nothing: a path that does not exist
-    or a glob that matches nothing. A missing input is exit 1 in every command."""
+    or a glob that matches nothing. A missing input is exit 1 in every command. A link that
+    exists but leads nowhere (dangling, a loop) is an input: it is reported per file later."""
     import glob
 
     from inpaint.errors import DataError
 
     missing = [f"nothing matches {item}" if glob.has_magic(str(item))
                else f"{item}: no such file or directory" for item in items
-               if not Path(item).exists()
+               if not os.path.lexists(item)
                and not (glob.has_magic(str(item)) and glob.glob(str(item), recursive=True))]
     if missing:
         more = f" (and {len(missing) - 3} more missing inputs)" if len(missing) > 3 else ""

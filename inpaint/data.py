@@ -20,7 +20,7 @@ import numpy as np
 
 from inpaint.config import DataConfig
 from inpaint.errors import DataError, ImageReadError
-from inpaint.images import crop_resize, find_images, read_image
+from inpaint.images import crop_resize, find_images, read_image, safe_resolve
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def load_face_dataset(roots: str | Path | Sequence[str | Path], size: int, cfg: 
         if not found:
             raise DataError(f"no images (jpg, jpeg, png, bmp, webp) found below {root}")
         for path in found:
-            key = path.resolve()
+            key = safe_resolve(path)
             if key not in seen:
                 seen.add(key)
                 paths.append(path)

@@ -1,0 +1,103 @@
+"""Which precision pays on this machine: bfloat16 where the hardware computes it, float32 elsewhere.
+
+bfloat16 is fast only where the hardware has it: a GPU, or a CPU with AVX512-BF16 or AMX. Elsewhere
+TensorFlow emulates it, and it is far slower than float32. Measured with `scripts/benchmark.py`
+on 2-core AMD EPYC machines (docs/speed.md): with AVX512-BF16, mixed bfloat16 trained 1.7x faster
+than float32; on one with AVX2 and FMA only, it trained 9.2x slower (29.6 s against 3.21 s a step)
+and searched 6.6x slower (7.90 s against 1.19 s). `precision = "auto"` therefore picks bfloat16
+only where `native_bfloat16()` finds it.
+
+Detection reads the CPU's flags (Linux's /proc/cpuinfo); where they cannot be read (another
+system) it times a bfloat16 against a float32 matrix product once, which takes about a second.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# bfloat16 counts as native when a timed product runs at least this fast relative to float32
+# (emulated bfloat16 measured 6-9x slower; native 1.4-1.7x faster)
+NATIVE_RATIO = 1.0
+EMULATED_SLOWDOWN = "9x slower training and 6.6x slower search, measured on an AVX2-only CPU"
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags, or None where they cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _timed_ratio(n: int = 512, repeats: int = 5) -> float:
+    """Seconds of a bfloat16 n x n matrix product over those of a float32 one (median)."""
+    import tensorflow as tf
+
+    def seconds(dtype):
+        a = tf.cast(tf.random.stateless_normal((n, n), seed=[0, 1]), dtype)
+        f = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, a), tf.float32)))
+        f().numpy()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f().numpy()
+            times.append(time.perf_counter() - t)
+        return sorted(times)[len(times) // 2]
+
+    return seconds(tf.bfloat16) / max(seconds(tf.float32), 1e-9)
+
+
+@functools.cache
+def native_bfloat16() -> tuple[bool, str]:
+    """(whether bfloat16 is computed natively here, why we think so)."""
+    if _has_gpu():
+        return True, "a GPU"
+    flags = cpu_flags()
+    if flags is not None:
+        found = [f for f in BF16_CPU_FLAGS if f in flags]
+        if found:
+            return True, f"a CPU with {found[0]}"
+        return False, "a CPU without AVX512-BF16 or AMX"
+    ratio = _timed_ratio()
+    kind = "native" if ratio <= NATIVE_RATIO else "emulated"
+    return ratio <= NATIVE_RATIO, (f"a CPU whose flags could not be read; a timed bfloat16 "
+                                   f"product took {ratio:.1f}x the float32 one ({kind})")
+
+
+_WARNED: set[str] = set()
+
+
+def resolve_precision(requested: str, *, training: bool) -> str:
+    """The precision to run: "auto" becomes bfloat16 ("mixed_bfloat16" for training, "bfloat16"
+    for the search) where `native_bfloat16()`, else "float32". An explicit bfloat16 on hardware
+    that emulates it is kept, with one warning per process."""
+    bf16 = "mixed_bfloat16" if training else "bfloat16"
+    if requested == "auto":
+        native, why = native_bfloat16()
+        chosen = bf16 if native else "float32"
+        log.info("precision auto: %s on %s", chosen, why)
+        return chosen
+    if requested == bf16:
+        native, why = native_bfloat16()
+        if not native and requested not in _WARNED:
+            _WARNED.add(requested)
+            log.warning("%s on %s is emulated and slow (%s); float32 or 'auto' is faster here",
+                        requested, why, EMULATED_SLOWDOWN)
+    return requested

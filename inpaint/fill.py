@@ -274,9 +274,9 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     `search`: a complete.LatentSearch for these options to reuse (compiled once).
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
     from inpaint.align import warp_face
-    from inpaint.complete import LatentSearch, SearchOptions, complete
     from inpaint.images import to_uint8
     from inpaint.masks import image_seed
+    from inpaint.search import LatentSearch, SearchOptions, complete
 
     photo = np.ascontiguousarray(photo, np.uint8)
     shape = photo.shape[:2]
@@ -471,9 +471,10 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
     from tqdm import tqdm
 
     from inpaint.align import AlignSettings, FaceAligner
-    from inpaint.complete import LatentSearch, SearchOptions, output_stems
     from inpaint.images import read_image, write_image
     from inpaint.masks import find_mask_for
+    from inpaint.records import output_stems
+    from inpaint.search import LatentSearch, SearchOptions
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)

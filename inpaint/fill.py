@@ -21,9 +21,7 @@ much softer than the photo around it (see README, Limits).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from inpaint.errors import InpaintError, MaskError, NoFaceFound
+from inpaint.records import append_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -508,13 +507,6 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             record.update(status="error", reason=str(exc))
             summary.failed.append((str(path), str(exc)))
             log.warning("%s", exc)
-        _append_record(out_dir / RECORDS_NAME, record)
+        append_jsonl(out_dir / RECORDS_NAME, record, fsync=True)
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _append_record(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())

@@ -29,11 +29,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "inpaint.models",
     "LoadedModel": "inpaint.models",
-    "complete": "inpaint.complete",
+    "complete": "inpaint.search",
     "complete_files": "inpaint.complete",
-    "SearchOptions": "inpaint.complete",
-    "CompletionResult": "inpaint.complete",
-    "MaskSpec": "inpaint.complete",
+    "SearchOptions": "inpaint.config",
+    "CompletionResult": "inpaint.search",
+    "MaskSpec": "inpaint.masks",
     "build_mask": "inpaint.masks",
     "box_mask": "inpaint.masks",
     "read_mask": "inpaint.masks",
@@ -42,7 +42,7 @@ _EXPORTS = {
     "InpaintError": "inpaint.errors",
     "fill": "inpaint.fill",  # loads TensorFlow when called, not when imported
 }
-_NEED_TENSORFLOW = {"inpaint.models", "inpaint.complete"}
+_NEED_TENSORFLOW = {"inpaint.models", "inpaint.search", "inpaint.complete"}
 
 __all__ = ["__version__", *_EXPORTS]
 

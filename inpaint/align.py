@@ -35,6 +35,7 @@ from PIL import Image
 
 from inpaint.errors import AlignError, InpaintError, Interrupted
 from inpaint.images import find_images, is_image_path, read_image, safe_resolve, write_image
+from inpaint.records import JsonlLog, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -603,47 +604,14 @@ def _worker_run(job: AlignJob) -> dict:
 def read_records(out_dir: str | Path) -> dict[str, dict]:
     """The last record per input in `out_dir/align.jsonl`, keyed by the input's absolute path.
     A torn last line (a crash mid-write) is ignored."""
-    path = Path(out_dir) / RECORDS_NAME
-    records: dict[str, dict] = {}
-    if not path.is_file():
-        return records
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "input" in rec:
-                records[rec["input"]] = rec
-    return records
+    return {rec["input"]: rec for rec in read_jsonl(Path(out_dir) / RECORDS_NAME)
+            if "input" in rec}
 
 
 def _is_done(record: dict | None, out_dir: Path) -> bool:
     if not record or record.get("status") not in ("aligned", "no-face", "skipped-multi"):
         return False
     return all((out_dir / f["output"]).is_file() for f in record.get("faces", []))
-
-
-class _RecordLog:
-    """Appends one JSON line per record and flushes it, so an interrupted run keeps what it did."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torn = False
-        if path.is_file() and path.stat().st_size > 0:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        self._f = open(path, "a", encoding="utf-8")  # closed by close()
-        if torn:
-            self._f.write("\n")
-
-    def write(self, record: dict) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
 
 
 @dataclass
@@ -732,7 +700,7 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
     if todo:
         aligner = FaceAligner(settings)  # fails fast on a missing dlib or model
         start = time.perf_counter()  # `seconds` measures the aligning, not loading the models
-        records = _RecordLog(out_dir / RECORDS_NAME)
+        records = JsonlLog(out_dir / RECORDS_NAME, compact=True, flush=True)
         try:
             results = _run(aligner, todo, out_dir, workers, progress, records, stale)
         except KeyboardInterrupt:
@@ -758,7 +726,7 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
 
 
 def _run(aligner: FaceAligner, todo: list[AlignJob], out_dir: Path, workers: int, progress: bool,
-         record_log: _RecordLog, stale: dict[str, set[str]]) -> list[dict]:
+         record_log: JsonlLog, stale: dict[str, set[str]]) -> list[dict]:
     from tqdm import tqdm
 
     results = []

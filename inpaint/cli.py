@@ -17,7 +17,16 @@ from pathlib import Path
 import click
 
 from inpaint import __version__
+from inpaint.config import (
+    CONTEXT_WEIGHTINGS,
+    DEFAULT_LR,
+    OPTIMIZERS,
+    PERCEPTUAL,
+    SEARCH_PRECISIONS,
+    SearchOptions,
+)
 from inpaint.errors import InpaintError
+from inpaint.masks import MASK_TYPES
 
 # Command aliases: the reference code's names and shorter spellings.
 ALIASES = {"train": "train-dcgan"}
@@ -103,6 +112,66 @@ class AliasOption(click.Option):
 
     def get_error_hint(self, ctx):
         return self._shown(super().get_error_hint, ctx)
+
+
+# The search's defaults and choices come from the library (config.py needs no TensorFlow).
+_SEARCH = SearchOptions()
+
+
+def _search_options(shift: bool = False):
+    """The latent-search options every searching command takes (`_search_settings` turns them
+    into SearchOptions); `shift` adds --optimize-shift and --max-shift."""
+    options = [
+        click.option("--iters", default=_SEARCH.iters, show_default=True,
+                     type=click.IntRange(min=0),
+                     help="Search iterations (the reference used 1000 with momentum; see README)."),
+        click.option("--optimizer", default=_SEARCH.optimizer, show_default=True,
+                     type=click.Choice(OPTIMIZERS)),
+        click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
+                     help="Step size (default {} for adam, {} for momentum).".format(
+                         DEFAULT_LR["adam"], DEFAULT_LR["momentum"])),
+        click.option("--momentum", default=_SEARCH.momentum, show_default=True,
+                     type=FiniteFloatRange(0, 1)),
+        click.option("--lam", default=_SEARCH.lam, show_default=True,
+                     type=FiniteFloatRange(min=0), help="Weight of the perceptual loss."),
+        click.option("--context-weighting", default=_SEARCH.context_weighting,
+                     show_default=True, type=click.Choice(CONTEXT_WEIGHTINGS)),
+        click.option("--perceptual", default=_SEARCH.perceptual, show_default=True,
+                     type=click.Choice(PERCEPTUAL),
+                     help="-log D(G(z)), or the paper's log(1 - D(G(z)))."),
+        click.option("--restarts", default=_SEARCH.restarts, show_default=True,
+                     type=click.IntRange(min=1),
+                     help="Random starting points per face; the lowest final loss wins."),
+        click.option("--seed", default=_SEARCH.seed, show_default=True, type=SEED),
+        click.option("--precision", default=_SEARCH.precision, show_default=True,
+                     type=click.Choice(SEARCH_PRECISIONS),
+                     help="Compute precision of the search."),
+    ]
+    if shift:
+        options += [
+            click.option("--optimize-shift", is_flag=True,
+                         help="Also search a sub-pixel translation of G(z) per image (faces off "
+                              "the training alignment)."),
+            click.option("--max-shift", default=_SEARCH.max_shift, show_default=True,
+                         type=FiniteFloatRange(min=0),
+                         help="Largest shift in pixels along each axis, with --optimize-shift."),
+        ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+_SEARCH_NAMES = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting",
+                 "perceptual", "restarts", "seed", "precision", "optimize_shift", "max_shift")
+
+
+def _search_settings(kw: dict) -> SearchOptions:
+    """SearchOptions from the options `_search_options` declares (popped from `kw`)."""
+    return SearchOptions(**{n: kw.pop(n) for n in _SEARCH_NAMES if n in kw})
 
 
 def _require_inputs(items) -> None:
@@ -337,7 +406,7 @@ def _parse_box(ctx, param, value):
 def _parse_shard(ctx, param, value):
     if value is None:
         return None
-    from inpaint.complete import parse_shard
+    from inpaint.records import parse_shard
 
     try:
         return parse_shard(value)
@@ -384,9 +453,7 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--model", type=click.Path(path_type=Path),
               help="Training run directory or its model/ export (default: the shipped model).")
 @click.option("--mask-type", "mask_type", cls=AliasOption, aliases=("--maskType",),
-              default="center", show_default=True,
-              type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
-                                 "lowres", "full"]))
+              default="center", show_default=True, type=click.Choice(MASK_TYPES))
 @click.option("--center-scale", default=0.25, show_default=True, type=FiniteFloatRange(0, 0.5,
               max_open=True), help="Margin of the center hole (0.25: the middle half).")
 @click.option("--missing-fraction", default=0.8, show_default=True,
@@ -396,30 +463,7 @@ def _model_path(model: Path | None) -> Path:
               help="Mask PNG (white = known) or a folder of per-image masks named by stem.")
 @click.option("--mask-box", callback=_parse_box, metavar="X,Y,W,H",
               help="A rectangular hole in model pixels.")
-@click.option("--context-weighting", default="yeh", show_default=True,
-              type=click.Choice(["yeh", "none"]))
-@click.option("--perceptual", default="nonsaturating", show_default=True,
-              type=click.Choice(["nonsaturating", "paper"]),
-              help="-log D(G(z)), or the paper's log(1 - D(G(z))).")
-@click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0),
-              help="Weight of the perceptual loss.")
-@click.option("--optimizer", default="adam", show_default=True,
-              type=click.Choice(["adam", "momentum"]))
-@click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
-              help="Search iterations (the reference used 1000 with momentum; see README).")
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
-              help="Step size (default 0.03 for adam, 0.01 for momentum).")
-@click.option("--momentum", default=0.9, show_default=True, type=FiniteFloatRange(0, 1))
-@click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Random starting points per image; the lowest final loss wins.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
-@click.option("--precision", default="float32", show_default=True,
-              type=click.Choice(["float32", "bfloat16"]), help="Compute precision of the search.")
-@click.option("--optimize-shift", is_flag=True,
-              help="Also search a sub-pixel translation of G(z) per image (faces off the "
-                   "training alignment).")
-@click.option("--max-shift", default=4.0, show_default=True, type=FiniteFloatRange(min=0),
-              help="Largest shift in pixels along each axis, with --optimize-shift.")
+@_search_options(shift=True)
 @click.option("--blend/--no-blend", default=True, show_default=True,
               help="Poisson-blend G(z) into the hole.")
 @click.option("--sheet-scale", type=click.IntRange(1, 16),
@@ -436,9 +480,8 @@ def _model_path(model: Path | None) -> Path:
                    "and OUT_DIR split them, each image to one.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or info messages.")
 def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fraction, mask_path,
-                 mask_box, context_weighting, perceptual, lam, optimizer, iters, lr, momentum,
-                 restarts, seed, precision, optimize_shift, max_shift, blend, sheet_scale,
-                 out_interval, batch_size, overwrite, shard, quiet):
+                 mask_box, blend, sheet_scale, out_interval, batch_size, overwrite, shard, quiet,
+                 **search):
     """Fill the missing part of each face by searching the generator's latent space.
 
     IMAGES are files, folders or globs of aligned faces at the model's size (others are
@@ -455,8 +498,9 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     _require_inputs(images)
     _check_mask_options(click.get_current_context(), mask_path, mask_box)
     _setup_logging(quiet, status="loading TensorFlow and the model")
-    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.complete import complete_files
     from inpaint.images import expand_inputs
+    from inpaint.masks import MaskSpec
     from inpaint.models import load_model
 
     inputs = expand_inputs(images, exclude=out_dir)
@@ -465,14 +509,11 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     if mask_path is not None and not (mask_path.is_file() or mask_path.is_dir()):
         raise click.BadParameter(f"{mask_path} is not a regular file or a folder",
                                  param_hint="'--mask'")
+    opts = _search_settings(search)
     spec = MaskSpec(kind=mask_type, center_scale=center_scale, missing_fraction=missing_fraction,
                     file=mask_path if mask_path and mask_path.is_file() else None,
                     folder=mask_path if mask_path and mask_path.is_dir() else None,
-                    box=mask_box, seed=seed)
-    opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, momentum=momentum, lam=lam,
-                         perceptual=perceptual, context_weighting=context_weighting,
-                         restarts=restarts, seed=seed, precision=precision,
-                         optimize_shift=optimize_shift, max_shift=max_shift)
+                    box=mask_box, seed=opts.seed)
     loaded = load_model(_model_path(model))
     _lock(out_dir, "complete", shard=shard)
     try:
@@ -501,44 +542,6 @@ FILL_REGIONS = ("mouth", "nose", "eyes", "left-eye", "right-eye", "eyebrows", "l
                 "right-eyebrow", "face")
 
 
-def _search_options(f):
-    """The latent-search options, as `inpaint complete` has them."""
-    options = [
-        click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
-                     help="Search iterations."),
-        click.option("--optimizer", default="adam", show_default=True,
-                     type=click.Choice(["adam", "momentum"])),
-        click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
-                     help="Step size (default 0.03 for adam, 0.01 for momentum)."),
-        click.option("--momentum", default=0.9, show_default=True,
-                     type=FiniteFloatRange(0, 1)),
-        click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0),
-                     help="Weight of the perceptual loss."),
-        click.option("--context-weighting", default="yeh", show_default=True,
-                     type=click.Choice(["yeh", "none"])),
-        click.option("--perceptual", default="nonsaturating", show_default=True,
-                     type=click.Choice(["nonsaturating", "paper"])),
-        click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1),
-                     help="Random starting points per face; the lowest final loss wins."),
-        click.option("--seed", default=0, show_default=True, type=SEED),
-        click.option("--precision", default="float32", show_default=True,
-                     type=click.Choice(["float32", "bfloat16"]),
-                     help="Compute precision of the search."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _search_settings(kw: dict):
-    """SearchOptions from the options `_search_options` declares (popped from `kw`)."""
-    from inpaint.complete import SearchOptions
-
-    names = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting", "perceptual",
-             "restarts", "seed", "precision")
-    return SearchOptions(**{n: kw.pop(n) for n in names})
-
-
 @cli.command("fill")
 @click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -561,7 +564,7 @@ def _search_settings(kw: dict):
               help="Drop detections scoring below this.  [default: 0.3]")
 @click.option("--model", type=click.Path(path_type=Path),
               help="Training run directory or its model/ export (default: the shipped model).")
-@_search_options
+@_search_options()
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
 def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, upsample,
              min_score, model, quiet, **search):
@@ -752,30 +755,15 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
               help="Training run directory or its model/ export (default: the shipped model).")
 @click.option("--mask-type", "mask_types", cls=AliasOption, aliases=("--maskType",),
               multiple=True,
-              type=click.Choice(["center", "left", "right", "top", "bottom", "random", "grid",
-                                 "lowres"]),
+              type=click.Choice([k for k in MASK_TYPES if k != "full"]),
               help="Repeatable (default: center, random, left).")
-@click.option("--iters", default=150, show_default=True, type=click.IntRange(min=0),
-              help="Search iterations (the reference used 1000 with momentum; see README).")
-@click.option("--optimizer", default="adam", show_default=True,
-              type=click.Choice(["adam", "momentum"]))
-@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True))
-@click.option("--lam", default=0.1, show_default=True, type=FiniteFloatRange(min=0))
-@click.option("--context-weighting", default="yeh", show_default=True,
-              type=click.Choice(["yeh", "none"]))
-@click.option("--perceptual", default="nonsaturating", show_default=True,
-              type=click.Choice(["nonsaturating", "paper"]))
-@click.option("--restarts", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--precision", default="float32", show_default=True,
-              type=click.Choice(["float32", "bfloat16"]))
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@_search_options()
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON.")
 @click.option("-q", "--quiet", is_flag=True)
-def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_weighting,
-                 perceptual, restarts, precision, seed, batch_size, limit, json_path, quiet):
+def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet, **search):
     """Mask whole faces, complete them and score the results.
 
     Reports, per mask type, PSNR and SSIM over the image, mean L1 inside the hole and the detail
@@ -792,13 +780,8 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
     """
     _require_inputs(images)
     _setup_logging(quiet, status="loading TensorFlow and the model")
-    import json
-
-    from tqdm import tqdm
-
-    from inpaint.complete import SearchOptions
-    from inpaint.evaluate import evaluate_mask, markdown_table
-    from inpaint.images import atomic_write_bytes, check_writable, expand_inputs, read_faces
+    from inpaint.evaluate import DEFAULT_MASK_TYPES, evaluate_masks, markdown_table, write_report
+    from inpaint.images import check_writable, expand_inputs, read_faces
     from inpaint.models import load_model
 
     if json_path:  # before the work, not after it
@@ -811,25 +794,14 @@ def evaluate_cmd(images, model, mask_types, iters, optimizer, lr, lam, context_w
                                              if len(failed) > 10 else "")
         raise click.BadParameter(f"no readable images ({reasons or 'none given'})",
                                  param_hint="IMAGES")
-    opts = SearchOptions(iters=iters, optimizer=optimizer, lr=lr, lam=lam,
-                         context_weighting=context_weighting, perceptual=perceptual,
-                         restarts=restarts, seed=seed, precision=precision)
-    kinds = mask_types or ("center", "random", "left")
-    results = {}
-    with tqdm(total=len(faces) * len(kinds), disable=quiet, unit="img") as bar:
-        for kind in kinds:
-            bar.set_description(kind)
-            results[kind] = evaluate_mask(loaded, faces, stems, kind, opts,
-                                          batch_size=batch_size, progress=bar.update)
+    opts = _search_settings(search)
+    results = evaluate_masks(loaded, faces, stems, mask_types or DEFAULT_MASK_TYPES, opts,
+                             batch_size=batch_size, progress=not quiet)
     click.echo(markdown_table(results))
     for reason in failed:
         click.echo(f"skipped: {reason}", err=True)
     if json_path:
-        from dataclasses import asdict
-
-        record = {"images": len(faces), "skipped": failed, "options": asdict(opts),
-                  "model": loaded.identity, "results": results}
-        atomic_write_bytes(json_path, json.dumps(record, indent=2).encode())
+        write_report(json_path, results, opts, loaded, len(faces), failed)
 
 
 def _recorded_dataset(run_dir: Path) -> list[Path]:

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaint.errors import ConfigError
+from inpaint.errors import ConfigError, InpaintError
 
 
 @dataclass
@@ -148,6 +148,68 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# The latent search's choices (inpaint.search); the CLI offers these, TensorFlow not needed.
+OPTIMIZERS = ("adam", "momentum")
+PERCEPTUAL = ("nonsaturating", "paper")
+CONTEXT_WEIGHTINGS = ("yeh", "none")
+SEARCH_PRECISIONS = ("float32", "bfloat16")
+DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
+
+
+@dataclass
+class SearchOptions:
+    """The latent search. Defaults are the toolkit's recommended settings (see README)."""
+
+    iters: int = 150  # measured: Adam with Yeh weighting has converged by ~100 (README)
+    optimizer: str = "adam"  # "adam" | "momentum" (the reference's Nesterov update)
+    lr: float | None = None  # None: 0.03 for adam, 0.01 for momentum
+    momentum: float = 0.9
+    beta2: float = 0.999  # adam
+    lam: float = 0.1  # weight of the perceptual loss (Yeh et al.)
+    perceptual: str = "nonsaturating"  # -log D(G(z)); "paper": log(1 - D(G(z)))
+    context_weighting: str = "yeh"  # "yeh" | "none" (plain L1 of known pixels)
+    restarts: int = 1
+    seed: int = 0
+    precision: str = "float32"  # "float32" | "bfloat16" compute for the search
+    optimize_shift: bool = False  # also search a sub-pixel translation of G(z) per image
+    max_shift: float = 4.0  # pixels, each axis
+    shift_lr: float = 0.05  # pixels per Adam step
+
+    def validate(self) -> SearchOptions:
+        for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InpaintError(f"{name} must be a finite number, got {value}")
+        if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.beta2 < 1.0:
+            raise InpaintError(f"momentum must be in [0, 1] and beta2 in [0, 1), got "
+                               f"{self.momentum} and {self.beta2}")
+        if self.lam < 0:
+            raise InpaintError(f"the perceptual weight lam must be >= 0, got {self.lam}")
+        if self.seed < 0:
+            raise InpaintError(f"seed must be >= 0, got {self.seed}")
+        if self.iters < 0:
+            raise InpaintError(f"iterations must be >= 0, got {self.iters}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InpaintError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.perceptual not in PERCEPTUAL:
+            raise InpaintError(f"perceptual loss must be one of {PERCEPTUAL}")
+        if self.context_weighting not in CONTEXT_WEIGHTINGS:
+            raise InpaintError("context weighting must be 'yeh' or 'none'")
+        if self.restarts < 1:
+            raise InpaintError(f"restarts must be >= 1, got {self.restarts}")
+        if self.precision not in SEARCH_PRECISIONS:
+            raise InpaintError("search precision must be float32 or bfloat16")
+        if self.max_shift < 0 or self.shift_lr <= 0:
+            raise InpaintError("max shift must be >= 0 and the shift step > 0")
+        if self.learning_rate <= 0:
+            raise InpaintError(f"learning rate must be > 0, got {self.learning_rate}")
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
 
 
 # Keys that may change when a run is resumed: they schedule the run but do not change the models

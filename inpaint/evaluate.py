@@ -13,13 +13,14 @@ harmonic (membrane) fill, the Poisson solver with zero guidance.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from inpaint.blend import harmonic_fill
-from inpaint.masks import image_seed
+from inpaint.masks import MaskSpec, image_seed
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -146,12 +147,12 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
     """Complete `images` (N, S, S, 3) uint8 under mask type `kind` and score the completed and
     blended results and both baselines against the originals. Returns
     {method: {psnr, ssim, hole_l1, n}, "seconds_per_image": float}."""
-    from inpaint.complete import LatentSearch, MaskSpec, _networks, complete
+    from inpaint.search import LatentSearch, complete
 
     spec = MaskSpec(kind, center_scale=center_scale, missing_fraction=missing_fraction,
                     seed=options.seed)
     lowres = spec.lowres
-    generator, discriminator = _networks(model, options.precision)
+    generator, discriminator = model.networks(options.precision)
     search = LatentSearch(generator, discriminator, options, lowres=lowres)
     scores = {m: MethodScores() for m in ("completed", "blended", "mean_fill", "harmonic")}
     seconds = 0.0
@@ -177,6 +178,36 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
     return out
 
 
+# The masks `inpaint evaluate` scores when none are named.
+DEFAULT_MASK_TYPES = ("center", "random", "left")
+
+
+def evaluate_masks(model, images: np.ndarray, stems: list[str], kinds, options, *,
+                   batch_size: int = 64, progress: bool = True) -> dict[str, dict]:
+    """evaluate_mask for each mask type in `kinds`, with one progress bar over them all:
+    {kind: evaluate_mask(...)}."""
+    from tqdm import tqdm
+
+    results = {}
+    with tqdm(total=len(images) * len(kinds), disable=not progress, unit="img") as bar:
+        for kind in kinds:
+            bar.set_description(kind)
+            results[kind] = evaluate_mask(model, images, stems, kind, options,
+                                          batch_size=batch_size, progress=bar.update)
+    return results
+
+
+def write_report(path, results: dict, options, model, n_images: int,
+                 skipped: list[str]) -> None:
+    """The results as JSON at `path` (replaced whole): the images scored and skipped, the
+    search options, the model's identity and {kind: scores}."""
+    from inpaint.images import atomic_write_bytes
+
+    record = {"images": n_images, "skipped": skipped, "options": asdict(options),
+              "model": model.identity, "results": results}
+    atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+
+
 def markdown_table(results: dict[str, dict]) -> str:
     """{mask: evaluate_mask(...)} -> a markdown table, one row per mask and method."""
     lines = ["| mask | method | PSNR (dB) | SSIM | hole L1 | detail (log2) | s/image |",
@@ -195,10 +226,10 @@ def quality_curve(model, images: np.ndarray, stems: list[str], kind: str, option
     """PSNR of the completed images against the originals along one search: a list of
     {iteration, psnr, seconds} every `every` iterations (seconds of search so far, the scoring
     itself not counted)."""
-    from inpaint.complete import LatentSearch, MaskSpec, _networks, complete
+    from inpaint.search import LatentSearch, complete
 
     spec = MaskSpec(kind, seed=options.seed)
-    generator, discriminator = _networks(model, options.precision)
+    generator, discriminator = model.networks(options.precision)
     search = LatentSearch(generator, discriminator, options, lowres=spec.lowres)
     masks = np.stack([spec.mask_for(s, images.shape[1]) for s in stems])
     curve = []

@@ -21,9 +21,7 @@ much softer than the photo around it (see README, Limits).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from inpaint.errors import InpaintError, MaskError, NoFaceFound
+from inpaint.records import append_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +273,9 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     `search`: a complete.LatentSearch for these options to reuse (compiled once).
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
     from inpaint.align import warp_face
-    from inpaint.complete import LatentSearch, SearchOptions, complete
     from inpaint.images import to_uint8
     from inpaint.masks import image_seed
+    from inpaint.search import LatentSearch, SearchOptions, complete
 
     photo = np.ascontiguousarray(photo, np.uint8)
     shape = photo.shape[:2]
@@ -471,9 +470,10 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
     from tqdm import tqdm
 
     from inpaint.align import AlignSettings, FaceAligner
-    from inpaint.complete import LatentSearch, SearchOptions, output_stems
     from inpaint.images import read_image, write_image
     from inpaint.masks import find_mask_for
+    from inpaint.records import output_stems
+    from inpaint.search import LatentSearch, SearchOptions
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
@@ -507,13 +507,6 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             record.update(status="error", reason=str(exc))
             summary.failed.append((str(path), str(exc)))
             log.warning("%s", exc)
-        _append_record(out_dir / RECORDS_NAME, record)
+        append_jsonl(out_dir / RECORDS_NAME, record, fsync=True)
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _append_record(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,56 @@ def lowres(images: np.ndarray, block: int = LOWRES_BLOCK) -> np.ndarray:
     *lead, s, _, c = x.shape
     means = x.reshape(*lead, s // block, block, s // block, block, c).mean(axis=(-4, -2))
     return np.repeat(np.repeat(means, block, axis=-3), block, axis=-2)
+
+
+@dataclass
+class MaskSpec:
+    """Where each image's mask comes from: a type (MASK_TYPES), a file, a folder of per-image
+    files or a box (x, y, w, h in model pixels). `seed` seeds the random masks per image."""
+
+    kind: str = "center"
+    center_scale: float = 0.25
+    missing_fraction: float = 0.8
+    file: Path | None = None
+    folder: Path | None = None
+    box: tuple[int, int, int, int] | None = None
+    seed: int = 0
+
+    @property
+    def lowres(self) -> bool:
+        return self.kind == "lowres" and self.file is None and self.folder is None \
+            and self.box is None
+
+    def describe(self) -> str:
+        if self.file:
+            return f"file {self.file}"
+        if self.folder:
+            return f"folder {self.folder}"
+        if self.box:
+            return "box {},{},{},{}".format(*self.box)
+        return self.kind
+
+    def key(self) -> dict:
+        """What decides the masks (for telling runs with other masks apart)."""
+        if self.file or self.folder or self.box:
+            return {"mask": self.describe()}
+        key: dict = {"mask": self.kind}
+        if self.kind == "center":
+            key["center_scale"] = self.center_scale
+        if self.kind == "random":
+            key["missing_fraction"] = self.missing_fraction
+        return key
+
+    def mask_for(self, stem: str, size: int, image_wh: tuple[int, int] | None = None
+                 ) -> np.ndarray:
+        """The (size, size) float32 mask of the image named `stem` (image_wh: its size, for
+        checking a mask file against it). Raises MaskError."""
+        if self.box is not None:
+            return box_mask(self.box, size)
+        if self.file is not None:
+            return read_mask(self.file, size, image_wh)
+        if self.folder is not None:
+            return read_mask(find_mask_for(self.folder, stem), size, image_wh)
+        return build_mask(self.kind, size, center_scale=self.center_scale,
+                                  missing_fraction=self.missing_fraction,
+                                  seed=image_seed(self.seed, stem, MASK_STREAM))

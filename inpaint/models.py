@@ -25,7 +25,7 @@ import numpy as np
 from keras import layers
 
 from inpaint import __version__
-from inpaint.config import Config, ModelConfig, config_from_dict, dumps_config
+from inpaint.config import SEARCH_PRECISIONS, Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
 from inpaint.images import _UMASK, temporary_prefix
 from inpaint.layers import BilinearInitializer, ConvOffset2D
@@ -123,12 +123,10 @@ class LoadedModel:
     def networks(self, precision: str = "float32") -> tuple[keras.Model, keras.Model]:
         """(generator, discriminator) computing in `precision`: "float32" or "bfloat16" (mixed:
         bfloat16 compute, float32 variables); the loaded networks themselves for float32."""
-        if precision not in ("float32", "bfloat16"):
-            raise ModelError(f"precision must be float32 or bfloat16, got {precision!r}")
+        policy = precision_policy(precision)
         if precision not in self._networks:  # cast once: rebuilding the networks takes seconds
-            policy = "float32" if precision == "float32" else "mixed_bfloat16"
             self._networks[precision] = cast_networks(self.generator, self.discriminator,
-                                                      self.config.model, policy)
+                                                      policy)
         return self._networks[precision]
 
     @property
@@ -155,18 +153,36 @@ def network_policy(model: keras.Model) -> str:
     return model.dtype_policy.name
 
 
-def cast_networks(generator: keras.Model, discriminator: keras.Model, cfg: ModelConfig,
+def precision_policy(precision: str) -> str:
+    """The Keras dtype policy of a search precision: "float32" -> "float32", "bfloat16" ->
+    "mixed_bfloat16" (bfloat16 compute, float32 variables). ModelError for anything else."""
+    if precision not in SEARCH_PRECISIONS:
+        raise ModelError(f"precision must be float32 or bfloat16, got {precision!r}")
+    return "float32" if precision == "float32" else "mixed_bfloat16"
+
+
+def cast_networks(generator: keras.Model, discriminator: keras.Model,
                   policy: str) -> tuple[keras.Model, keras.Model]:
     """The same networks computing in dtype policy `policy` ("float32", "mixed_bfloat16",
-    "float16", ...): rebuilt from `cfg` with the weights copied (and cast) when the policy
-    differs, else returned as they are."""
+    "float16", ...): rebuilt layer by layer with the weights copied (and cast) when the policy
+    differs, else returned as they are. The output layer computes in float32, as build_generator
+    and build_discriminator make it, so the outputs stay float32 in every policy."""
     if network_policy(generator) == policy and network_policy(discriminator) == policy:
         return generator, discriminator
-    g, d = build_generator(cfg, policy), build_discriminator(cfg, policy)
-    for src, dst in ((generator, g), (discriminator, d)):
-        dst.set_weights([np.asarray(w).astype(v.dtype) for w, v in
-                         zip(src.get_weights(), dst.weights)])
-    return g, d
+    return _with_policy(generator, policy), _with_policy(discriminator, policy)
+
+
+def _with_policy(model: keras.Model, policy: str) -> keras.Model:
+    last = model.layers[-1]
+
+    def rebuild(layer):
+        config = dict(layer.get_config(), dtype="float32" if layer is last else policy)
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=rebuild)
+    clone.set_weights([np.asarray(w).astype(v.dtype) for w, v in
+                       zip(model.get_weights(), clone.weights)])
+    return clone
 
 
 def export_model(out_dir: str | Path, generator: keras.Model, discriminator: keras.Model,
@@ -179,7 +195,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
     back to float32."""
     if storage not in ("float32", "float16"):
         raise ValueError(f"storage must be float32 or float16, got {storage!r}")
-    generator, discriminator = cast_networks(generator, discriminator, cfg.model, storage)
+    generator, discriminator = cast_networks(generator, discriminator, storage)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_exports(out_dir)
@@ -303,7 +319,7 @@ def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedMod
         raise ModelError(f"{model_dir}: the discriminator takes {disc.input_shape}, not "
                          f"{s}x{s}x{c} images as config.toml says")
     if network_policy(gen) == "float16":  # half-precision storage: compute in float32
-        gen, disc = cast_networks(gen, disc, cfg.model, "float32")
+        gen, disc = cast_networks(gen, disc, "float32")
     return LoadedModel(gen, disc, cfg, meta, model_dir)
 
 

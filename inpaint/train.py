@@ -38,6 +38,7 @@ from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, sa
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
 from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
 from inpaint.locks import LOCK_NAME
+from inpaint.records import append_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -482,11 +483,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines after `step` (written by a run that died before its next checkpoint)."""
     if not path.is_file():
@@ -608,7 +604,7 @@ def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, c
                     with writer.as_default(step=step):
                         for k, v in m.items():
                             tf.summary.scalar(k, v)
-                    _append_jsonl(run_dir / "metrics.jsonl",
+                    append_jsonl(run_dir / "metrics.jsonl",
                                   {"step": step, "epoch": epoch + 1, **m})
                     bar.set_postfix(d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
                                     img_s=f"{m['images_per_s']:.0f}")

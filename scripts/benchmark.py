@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
@@ -107,9 +105,9 @@ def bench_complete(repeats: int = 5) -> list[dict]:
     """One z-search step (forward and backward through G and D, only z updated) at batch 64."""
     import tensorflow as tf
 
-    from inpaint.complete import LatentSearch, SearchOptions
     from inpaint.config import Config
     from inpaint.models import build_discriminator, build_generator
+    from inpaint.search import LatentSearch, SearchOptions
 
     rows = []
     cfg = Config()
@@ -126,7 +124,7 @@ def bench_complete(repeats: int = 5) -> list[dict]:
         state = search.initial_state(z.numpy())
 
         def step(search=search, state=state, target=target, w=w):
-            search._step(state, target, w)[0]["z"].numpy()
+            search.step(state, target, w)[0]["z"].numpy()
 
         sec = timed(step, repeats)
         mm = matmul_gflops("bfloat16" if precision == "bfloat16" else "float32")
@@ -155,7 +153,7 @@ def load_faces(images: Path, limit: int):
 def bench_curves(model_path: Path, images: Path, limit: int, iters: int, mask: str) -> None:
     """PSNR of completed faces along the search for each recipe, and the iterations and seconds
     each needs to reach the seed recipe's final PSNR."""
-    from inpaint.complete import SearchOptions
+    from inpaint.config import SearchOptions
     from inpaint.evaluate import quality_curve
     from inpaint.models import load_model
 
@@ -186,11 +184,11 @@ def bench_shift(model_path: Path, images: Path, limit: int, iters: int, max_shif
     the shifted faces."""
     import tensorflow as tf
 
-    from inpaint.complete import SearchOptions, _networks, complete
     from inpaint.evaluate import psnr
     from inpaint.masks import build_mask, image_seed
     from inpaint.models import load_model
     from inpaint.ops import translate
+    from inpaint.search import SearchOptions, complete
 
     model = load_model(model_path)
     faces, stems = load_faces(images, limit)
@@ -205,7 +203,7 @@ def bench_shift(model_path: Path, images: Path, limit: int, iters: int, max_shif
     for label, data in (("aligned", faces), ("shifted", moved)):
         for on in (False, True):
             opts = SearchOptions(iters=iters, optimize_shift=on, max_shift=float(max_shift))
-            g, d = _networks(model, opts.precision)
+            g, d = model.networks(opts.precision)
             r = complete(g, d, data, masks, options=opts,
                          seeds=[image_seed(0, s) for s in stems])
             err = ""
@@ -278,8 +276,7 @@ def main() -> None:
     if rows:
         print_rows(rows)
     if args.what in ("ops", "all"):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench_ops import bench_ops
+        from bench_ops import bench_ops  # beside this script, on sys.path when it runs
 
         bench_ops()
 

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from inpaint import align  # noqa: E402
 from inpaint.images import find_images, make_grid, read_image, write_image  # noqa: E402

@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
-from inpaint.complete import SearchOptions  # noqa: E402
+from inpaint.config import SearchOptions  # noqa: E402
 from inpaint.evaluate import evaluate_mask  # noqa: E402
 from inpaint.images import find_images, read_faces  # noqa: E402
 from inpaint.models import PRETRAINED_DIR, export_model, load_model  # noqa: E402

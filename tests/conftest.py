@@ -53,3 +53,11 @@ def tiny_run(tmp_path_factory):
     prepare_run_dir(run, cfg)
     train(data, run, cfg, progress=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run):
+    """The tiny run's exported model, loaded once (models.LoadedModel)."""
+    from inpaint.models import load_model
+
+    return load_model(tiny_run)

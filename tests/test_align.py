@@ -17,6 +17,7 @@ from inpaint import align
 from inpaint.cli import cli
 from inpaint.errors import AlignError, DataError
 from inpaint.images import read_image
+from inpaint.records import JsonlLog
 
 from .conftest import ROOT, SHARED_DATA
 
@@ -218,9 +219,8 @@ def test_records_survive_a_torn_last_line(tmp_path):
     path = tmp_path / "align.jsonl"
     path.write_text('{"input": "/x", "status": "aligned", "faces": []}\n{"input": "/y", "sta')
     assert list(align.read_records(tmp_path)) == ["/x"]
-    log = align._RecordLog(path)
-    log.write({"input": "/z", "status": "no-face", "faces": []})
-    log.close()
+    with JsonlLog(path, compact=True) as log:  # as align_batch appends
+        log.write({"input": "/z", "status": "no-face", "faces": []})
     assert list(align.read_records(tmp_path)) == ["/x", "/z"]
 
 

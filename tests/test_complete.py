@@ -6,107 +6,17 @@ from click.testing import CliRunner
 from PIL import Image
 
 from inpaint.cli import cli
-from inpaint.complete import (
-    LatentSearch,
-    MaskSpec,
-    SearchOptions,
-    complete,
-    complete_files,
-    output_stems,
-)
-from inpaint.masks import build_mask
-from inpaint.models import load_model
+from inpaint.complete import complete_files
+from inpaint.config import SearchOptions
+from inpaint.masks import MaskSpec, build_mask
+from inpaint.records import output_stems
 
 from .conftest import write_faces
 
 
-@pytest.fixture(scope="module")
-def model(tiny_run):
-    return load_model(tiny_run)
-
-
-def faces(n=3, size=16, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-
-def test_completed_keeps_known_pixels_exactly(model):
-    images = faces()
-    masks = np.stack([build_mask("center", 16)] * 3)
-    r = complete(model.generator, model.discriminator, images, masks,
-                 options=SearchOptions(iters=3))
-    known = masks > 0.5
-    assert (r.completed[known] == images[known]).all()
-    assert (r.blended[known] == images[known]).all()
-    assert not (r.completed[~known] == images[~known]).all()
-    assert r.losses["total"].shape == (4, 3) and r.z.shape == (3, 8)
-    np.testing.assert_allclose(r.losses["total"],
-                               r.losses["contextual"] + 0.1 * r.losses["perceptual"], rtol=1e-5)
-
-
-def test_momentum_update_matches_the_formula(model):
-    opts = SearchOptions(iters=0, optimizer="momentum", lr=0.01, momentum=0.9)
-    search = LatentSearch(model.generator, model.discriminator, opts)
-    import tensorflow as tf
-
-    z = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 8)), tf.float32)
-    v = tf.constant(np.random.default_rng(1).normal(0, 0.01, (2, 8)), tf.float32)
-    target = tf.constant(np.zeros((2, 16, 16, 3)), tf.float32)
-    w = tf.ones((2, 16, 16))
-    shift = tf.zeros((2, 2))
-    with tf.GradientTape() as tape:
-        tape.watch(z)
-        objective = tf.reduce_sum(search._losses(z, shift, target, w)[1])
-    g = tape.gradient(objective, z).numpy()
-    state = dict(search.initial_state(z.numpy()), v=v)
-    new = search._step(state, target, w)[0]
-    v_expected = 0.9 * v.numpy() - 0.01 * g
-    np.testing.assert_allclose(new["v"].numpy(), v_expected, rtol=1e-4, atol=1e-7)
-    z_expected = np.clip(z.numpy() - 0.9 * v.numpy() + 1.9 * v_expected, -1, 1)
-    np.testing.assert_allclose(new["z"].numpy(), z_expected, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
-def test_z_stays_in_the_box_and_loss_falls(model, optimizer):
-    images = faces(2)
-    masks = np.stack([build_mask("left", 16)] * 2)
-    r = complete(model.generator, model.discriminator, images, masks,
-                 options=SearchOptions(iters=30, optimizer=optimizer, lr=0.5 if optimizer ==
-                                       "adam" else 0.05))
-    assert np.abs(r.z).max() <= 1.0
-    assert (np.abs(r.z) == 1.0).any()  # a large step must have hit the box and been clipped
-    assert (r.losses["total"][-1] < r.losses["total"][0]).all()
-
-
-def test_restarts_choose_the_lowest_loss(model):
-    images = faces(2)
-    masks = np.stack([build_mask("center", 16)] * 2)
-    opts = SearchOptions(iters=5, restarts=3, seed=4)
-    r = complete(model.generator, model.discriminator, images, masks, options=opts)
-    # each restart alone, from the same starting points
-    from inpaint.complete import initial_z
-
-    z0 = initial_z(2, 3, 8, seed=4)
-    search = LatentSearch(model.generator, model.discriminator, SearchOptions(iters=5))
-    from inpaint.images import to_float
-    from inpaint.masks import context_weights
-
-    _, _, hist, _ = search.run(np.repeat(to_float(images), 3, 0),
-                            np.repeat(context_weights(masks), 3, 0), z0)
-    final = hist["total"][-1].reshape(2, 3)
-    np.testing.assert_allclose(r.losses["total"][-1], final.min(axis=1), rtol=1e-5)
-    assert (final.argmin(axis=1) != 0).any()  # the winner is not simply the first start
-
-
-def test_results_do_not_depend_on_the_batch(model):
-    images = faces(3)
-    masks = np.stack([build_mask("center", 16)] * 3)
-    seeds = [[0, i] for i in range(3)]
-    opts = SearchOptions(iters=5)
-    whole = complete(model.generator, model.discriminator, images, masks, options=opts,
-                     seeds=seeds)
-    alone = complete(model.generator, model.discriminator, images[2:], masks[2:], options=opts,
-                     seeds=seeds[2:])
-    np.testing.assert_allclose(whole.z[2], alone.z[0], atol=1e-5)
+@pytest.fixture
+def model(tiny_model):
+    return tiny_model
 
 
 def test_output_stems_are_unique_and_safe(tmp_path):
@@ -243,44 +153,3 @@ def test_cli_complete_exit_codes(tiny_run, tmp_path):
     r = run_cli("complete", src / "000.png", "--outDir", tmp_path / "o5", "--model", tiny_run,
                 "--mask", mask, "-q")
     assert r.exit_code == 1 and "m.png is 7x7" in r.output
-
-
-def blob_networks(size=32):
-    """G(z) = a smooth off-centre blob whatever z is, D = a constant: the only thing a search
-    can fit is the translation."""
-    import keras
-
-    yy, xx = np.mgrid[:size, :size].astype("float32")
-    blob = 1.0 / (1 + ((yy - 14) / 4) ** 2) / (1 + ((xx - 17) / 5) ** 2)
-    image = np.repeat((2 * blob - 1)[..., None], 3, axis=-1)
-    z = keras.Input((8,))
-    dense = keras.layers.Dense(size * size * 3, kernel_initializer="zeros",
-                               bias_initializer=keras.initializers.Constant(image.ravel()))
-    g = keras.Model(z, keras.layers.Reshape((size, size, 3))(dense(z)))
-    x = keras.Input((size, size, 3))
-    d = keras.Model(x, keras.layers.Dense(1, kernel_initializer="zeros")(
-        keras.layers.Flatten()(x)))
-    return g, d
-
-
-def test_optimize_shift_finds_a_known_translation():
-    import tensorflow as tf
-
-    from inpaint.images import to_uint8
-    from inpaint.ops import translate
-
-    g, d = blob_networks()
-    true_shift = np.array([[1.5, -2.0], [-2.5, 0.75]], "float32")
-    target = to_uint8(translate(g(np.zeros((2, 8), "float32")), tf.constant(true_shift),
-                                "bilinear").numpy())
-    masks = np.stack([build_mask("center", 32)] * 2)
-    opts = SearchOptions(iters=200, lam=0.0, context_weighting="none", optimize_shift=True,
-                         shift_lr=0.05)
-    r = complete(g, d, target, masks, options=opts)
-    np.testing.assert_allclose(r.shifts, true_shift, atol=0.1)
-    plain = complete(g, d, target, masks, options=SearchOptions(iters=1, lam=0.0))
-    assert (r.losses["contextual"][-1] < 0.5 * plain.losses["contextual"][-1]).all()
-    # the shift is bounded by max_shift
-    r = complete(g, d, target, masks, options=SearchOptions(
-        iters=100, lam=0.0, optimize_shift=True, max_shift=1.0, shift_lr=0.1))
-    assert np.abs(r.shifts).max() <= 1.0 + 1e-6

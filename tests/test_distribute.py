@@ -303,7 +303,7 @@ def test_strategy_may_change_when_resuming_but_batch_must_split(tmp_path):
 
 
 def test_shards_cover_every_input_exactly_once_whatever_the_order():
-    from inpaint.complete import in_shard, output_stems
+    from inpaint.records import in_shard, output_stems
 
     names = [f"img{i:02d}.png" for i in range(11)] + ["a/x.png", "b/x.png", "X.jpg"]
     stems = output_stems(names)

@@ -141,8 +141,8 @@ def test_model_options_train_a_step_and_reload_with_the_same_outputs(tmp_path, t
     # same precision must give the same numbers: compare in the trainer's precision and in float32.
     policy = "mixed_bfloat16" if cfg.train.precision == "mixed_bfloat16" else "float32"
     for prec in sorted({policy, "float32"}):
-        g0, d0 = cast_networks(g, d, cfg.model, prec)
-        g1, d1 = cast_networks(loaded.generator, loaded.discriminator, cfg.model, prec)
+        g0, d0 = cast_networks(g, d, prec)
+        g1, d1 = cast_networks(loaded.generator, loaded.discriminator, prec)
         x = g0(z, training=False)
         # Same weights, same precision, same kernels: equal up to summation order, i.e. a few
         # float32 ulps, or in bfloat16 at most one rounding of the last op flipped (2^-8 of the
@@ -215,9 +215,9 @@ def test_cast_networks_changes_the_compute_precision(tiny_cfg):
 
     g, d = build_generator(tiny_cfg.model, "mixed_bfloat16"), build_discriminator(tiny_cfg.model)
     assert network_policy(g) == "mixed_bfloat16" and network_policy(d) == "float32"
-    g32, d32 = cast_networks(g, d, tiny_cfg.model, "float32")
+    g32, d32 = cast_networks(g, d, "float32")
     assert network_policy(g32) == "float32" and d32 is not d
     for a, b in zip(g.get_weights(), g32.get_weights()):
         np.testing.assert_array_equal(a, b)
-    same = cast_networks(g32, d32, tiny_cfg.model, "float32")
+    same = cast_networks(g32, d32, "float32")
     assert same[0] is g32 and same[1] is d32

@@ -23,6 +23,7 @@ from inpaint.config import (
     OPTIMIZERS,
     PERCEPTUAL,
     SEARCH_PRECISIONS,
+    TRAIN_PRECISIONS,
     SearchOptions,
 )
 from inpaint.errors import InpaintError
@@ -145,7 +146,8 @@ def _search_options(shift: bool = False):
         click.option("--seed", default=_SEARCH.seed, show_default=True, type=SEED),
         click.option("--precision", default=_SEARCH.precision, show_default=True,
                      type=click.Choice(SEARCH_PRECISIONS),
-                     help="Compute precision of the search."),
+                     help="Compute precision of the search (auto: bfloat16 where the "
+                          "hardware has it, else float32)."),
     ]
     if shift:
         options += [
@@ -325,8 +327,8 @@ def _build_config(config_path, sets, shortcuts, base_run: Path | None):
 @click.option("--epochs", type=click.IntRange(min=1), help="Shortcut for --set train.epochs=N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Shortcut for train.batch_size.")
 @click.option("--seed", type=int, help="Shortcut for train.seed.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
-              help="Shortcut for train.precision.")
+@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS),
+              help="Shortcut for train.precision (auto: bfloat16 where the hardware has it).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multi-worker"]),
               help="Shortcut for train.strategy: one device, all local GPUs (mirrored), or the "
                    "machines in TF_CONFIG (multi-worker).")

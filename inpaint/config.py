@@ -91,6 +91,7 @@ class ModelConfig:
 
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+TRAIN_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass
@@ -102,7 +103,9 @@ class TrainConfig:
     adam_epsilon: float = 1e-8
     g_steps: int = 2  # generator updates per discriminator update
     seed: int = 0
-    precision: str = "float32"  # "float32" | "mixed_bfloat16" | "mixed_float16"
+    # "auto": mixed_bfloat16 where the hardware computes bfloat16 (a GPU, a CPU with AVX512-BF16
+    # or AMX), else float32 (inpaint/hardware.py); or "float32" | "mixed_bfloat16" | "mixed_float16"
+    precision: str = "auto"
     checkpoint_every: int = 500  # steps
     keep_checkpoints: int = 3
     sample_every: int = 200  # steps
@@ -128,7 +131,7 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.beta1 < 1.0:
             raise ConfigError(f"train.beta1 must be in [0, 1), got {self.beta1}")
-        _choice("train.precision", self.precision, ("float32", "mixed_bfloat16", "mixed_float16"))
+        _choice("train.precision", self.precision, TRAIN_PRECISIONS)
         _choice("train.strategy", self.strategy, STRATEGIES)
 
 
@@ -154,7 +157,7 @@ class Config:
 OPTIMIZERS = ("adam", "momentum")
 PERCEPTUAL = ("nonsaturating", "paper")
 CONTEXT_WEIGHTINGS = ("yeh", "none")
-SEARCH_PRECISIONS = ("float32", "bfloat16")
+SEARCH_PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
 
 
@@ -172,7 +175,7 @@ class SearchOptions:
     context_weighting: str = "yeh"  # "yeh" | "none" (plain L1 of known pixels)
     restarts: int = 1
     seed: int = 0
-    precision: str = "float32"  # "float32" | "bfloat16" compute for the search
+    precision: str = "auto"  # "auto" (bfloat16 where native, see hardware.py) | "float32" | "bfloat16"
     optimize_shift: bool = False  # also search a sub-pixel translation of G(z) per image
     max_shift: float = 4.0  # pixels, each axis
     shift_lr: float = 0.05  # pixels per Adam step
@@ -200,7 +203,7 @@ class SearchOptions:
         if self.restarts < 1:
             raise InpaintError(f"restarts must be >= 1, got {self.restarts}")
         if self.precision not in SEARCH_PRECISIONS:
-            raise InpaintError("search precision must be float32 or bfloat16")
+            raise InpaintError("search precision must be auto, float32 or bfloat16")
         if self.max_shift < 0 or self.shift_lr <= 0:
             raise InpaintError("max shift must be >= 0 and the shift step > 0")
         if self.learning_rate <= 0:
@@ -214,10 +217,12 @@ class SearchOptions:
 
 # Keys that may change when a run is resumed: they schedule the run but do not change the models
 # or the optimisation, so extending a run (`--epochs 40`) is not a conflict. The strategy only
-# decides where the same global batch is computed, so a run may resume on any number of replicas.
+# decides where the same global batch is computed, so a run may resume on any number of replicas;
+# the precision only how the same float32 weights are computed (a run may move to a machine
+# without bfloat16).
 RESUMABLE_KEYS = frozenset({
     "train.epochs", "train.checkpoint_every", "train.keep_checkpoints", "train.sample_every",
-    "train.log_every", "train.strategy",
+    "train.log_every", "train.strategy", "train.precision",
 })
 
 

@@ -27,6 +27,7 @@ from keras import layers
 from inpaint import __version__
 from inpaint.config import SEARCH_PRECISIONS, Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
+from inpaint.hardware import resolve_precision
 from inpaint.images import _UMASK, temporary_prefix
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
@@ -107,8 +108,8 @@ def build_discriminator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model
 
 def build_models(cfg: Config) -> tuple[keras.Model, keras.Model]:
     """(generator, discriminator) in the config's precision."""
-    return (build_generator(cfg.model, cfg.train.precision),
-            build_discriminator(cfg.model, cfg.train.precision))
+    precision = resolve_precision(cfg.train.precision, training=True)
+    return build_generator(cfg.model, precision), build_discriminator(cfg.model, precision)
 
 
 @dataclass
@@ -157,7 +158,9 @@ def precision_policy(precision: str) -> str:
     """The Keras dtype policy of a search precision: "float32" -> "float32", "bfloat16" ->
     "mixed_bfloat16" (bfloat16 compute, float32 variables). ModelError for anything else."""
     if precision not in SEARCH_PRECISIONS:
-        raise ModelError(f"precision must be float32 or bfloat16, got {precision!r}")
+        raise ModelError(f"precision must be one of {', '.join(SEARCH_PRECISIONS)}, got "
+                         f"{precision!r}")
+    precision = resolve_precision(precision, training=False)
     return "float32" if precision == "float32" else "mixed_bfloat16"
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from inpaint import __version__
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
+from inpaint.hardware import resolve_precision
 from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
 from inpaint.locks import LOCK_NAME
 from inpaint.records import append_jsonl
@@ -182,10 +183,11 @@ class GANTrainer:
         self.strategy = strategy
         t = cfg.train
         keras.utils.set_random_seed(t.seed)
+        self.precision = resolve_precision(t.precision, training=True)  # "auto" decided here
 
         def adam():
             opt = keras.optimizers.Adam(learning_rate=t.lr, beta_1=t.beta1, epsilon=t.adam_epsilon)
-            if t.precision == "mixed_float16":  # float16 gradients underflow without scaling
+            if self.precision == "mixed_float16":  # float16 gradients underflow without scaling
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             return opt
 
@@ -200,7 +202,7 @@ class GANTrainer:
                     layer.synchronized = True
             self.g_opt, self.d_opt = adam(), adam()
             # The weight average of the generator (train.ema_decay), updated after every step.
-            self.ema_generator = (build_generator(cfg.model, t.precision) if t.ema_decay > 0
+            self.ema_generator = (build_generator(cfg.model, self.precision) if t.ema_decay > 0
                                   else None)
             if self.ema_generator is not None:
                 self.ema_generator.set_weights(self.generator.get_weights())
@@ -239,7 +241,7 @@ class GANTrainer:
 
         G, D = self.generator, self.discriminator
         bce = tf.nn.sigmoid_cross_entropy_with_logits
-        scaled = self.cfg.train.precision == "mixed_float16"
+        scaled = self.precision == "mixed_float16"
         with tf.GradientTape() as tape:
             fake = G(z, training=True)
             real_logits = D(real, training=True)

@@ -102,7 +102,8 @@ def test_complete_computes_in_the_precision_of_its_options(model):
     images = faces(2)
     masks = np.stack([build_mask("center", 16)] * 2)
     r32 = complete(model.generator, model.discriminator, images, masks,
-                   options=SearchOptions(iters=2, seed=3), blend_result=False)
+                   options=SearchOptions(iters=2, seed=3, precision="float32"),
+                   blend_result=False)
     r16 = complete(model.generator, model.discriminator, images, masks,
                    options=SearchOptions(iters=2, seed=3, precision="bfloat16"),
                    blend_result=False)
@@ -129,7 +130,7 @@ def test_networks_already_in_the_precision_are_used_as_they_are(model):
     search = LatentSearch(g16, d16, SearchOptions(precision="bfloat16"))
     assert search.generator is g16 and search.discriminator is d16
     # float32 options with bfloat16 networks: the search computes in float32
-    back = LatentSearch(g16, d16, SearchOptions())
+    back = LatentSearch(g16, d16, SearchOptions(precision="float32"))
     assert network_policy(back.generator) == "float32"
     for a, b in zip(g16.get_weights(), back.generator.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -174,3 +175,14 @@ def test_optimize_shift_finds_a_known_translation():
     r = complete(g, d, target, masks, options=SearchOptions(
         iters=100, lam=0.0, optimize_shift=True, max_shift=1.0, shift_lr=0.1))
     assert np.abs(r.shifts).max() <= 1.0 + 1e-6
+
+
+def test_auto_precision_searches_in_what_the_hardware_computes_natively(model, monkeypatch):
+    from inpaint import hardware
+    from inpaint.models import network_policy
+
+    for native, policy in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(hardware, "native_bfloat16", lambda n=native: (n, "pretend"))
+        search = LatentSearch(model.generator, model.discriminator, SearchOptions())
+        assert SearchOptions().precision == "auto"
+        assert network_policy(search.generator) == policy

@@ -238,3 +238,19 @@ def test_training_on_several_folders_uses_all_their_images(tmp_path):
     assert result.images_used == 11 and result.step == 2  # 11 images // batch 4
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["dataset"] == [str(a.resolve()), str(b.resolve())]
+
+
+def test_auto_precision_trains_in_bfloat16_only_where_it_is_native(tiny_cfg, monkeypatch,
+                                                                   tmp_path):
+    from inpaint import hardware
+    from inpaint.models import network_policy
+
+    cfg = apply_overrides(tiny_cfg, ["train.precision=auto"])
+    for native, policy in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(hardware, "native_bfloat16", lambda n=native: (n, "pretend"))
+        tr = GANTrainer(cfg)
+        assert tr.precision == policy and network_policy(tr.generator) == policy
+        assert network_policy(tr.ema_generator) == policy
+    # a run may resume in another precision (same float32 weights): not a config conflict
+    prepare_run_dir(tmp_path / "run", apply_overrides(tiny_config(), ["train.precision=auto"]))
+    prepare_run_dir(tmp_path / "run", tiny_config())

@@ -30,8 +30,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from inpaint.align import (
+    AlignSettings,
+    FaceAligner,
+    apply_transform,
+    invert_transform,
+    warp_face,
+)
+from inpaint.blend import poisson_blend
+from inpaint.config import SearchOptions
 from inpaint.errors import InpaintError, MaskError, NoFaceFound
-from inpaint.records import append_jsonl
+from inpaint.images import atomic_path, read_image, to_uint8, write_image
+from inpaint.masks import find_mask_for, image_seed
+from inpaint.records import append_jsonl, output_stems
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +136,6 @@ def region_mask(landmarks: np.ndarray, regions: Sequence[str], shape: tuple[int,
 
 def square_in_photo(transform: np.ndarray, size: int, shape: tuple[int, int]) -> np.ndarray:
     """`(H, W)` bool: the photo pixels that the aligned `size` x `size` square covers."""
-    from inpaint.align import apply_transform, invert_transform
-
     corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5],
                         [-0.5, size - 0.5]])
     return polygon_mask(apply_transform(invert_transform(transform), corners), shape)
@@ -174,9 +183,7 @@ def warp_to_photo(face: np.ndarray, transform: np.ndarray, bbox: tuple[int, int,
 
     The face is first enlarged with Lanczos to about the photo's scale, so the bicubic sampling
     that follows interpolates between neighbouring pixels rather than magnifying them."""
-    from inpaint.align import _homogeneous
-
-    t = _homogeneous(transform)
+    t = np.vstack([np.asarray(transform, np.float64), [0.0, 0.0, 1.0]])
     photo_per_face = 1.0 / float(np.linalg.svd(t[:2, :2], compute_uv=False).min())
     k = max(1, int(np.ceil(photo_per_face)))
     s = face.shape[0]
@@ -209,8 +216,6 @@ def blend_into_photo(photo: np.ndarray, fill: np.ndarray, hole: np.ndarray,
                      bbox: tuple[int, int, int, int]) -> np.ndarray:
     """Poisson-blend `fill` (the bbox's pixels, float) into `photo`'s `hole` (bool (H, W), inside
     bbox). Returns a new uint8 photo; pixels outside the hole are `photo`'s, bit for bit."""
-    from inpaint.blend import poisson_blend
-
     x0, y0, x1, y1 = bbox
     crop, hole_c = photo[y0:y1, x0:x1].astype(np.float64), hole[y0:y1, x0:x1]
     solved = poisson_blend(crop, fill, (~hole_c).astype(np.float32), solver="direct")
@@ -268,73 +273,34 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     and/or `hole` `(H, W)` bool (True = fill) in photo pixels.
 
     `model`: a LoadedModel; `aligner`: an align.FaceAligner whose size is the model's; `faces`:
-    "largest" or "all"; `options`: complete.SearchOptions; `name` seeds each face's search (so a
-    photo's result does not depend on what else is in the batch) and names it in errors;
-    `search`: a complete.LatentSearch for these options to reuse (compiled once).
+    "largest" or "all"; `options`: SearchOptions; `name` seeds each face's search (so a photo's
+    result does not depend on what else is in the batch) and names it in errors; `search`: a
+    search.LatentSearch for these options to reuse (compiled once).
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
-    from inpaint.align import warp_face
-    from inpaint.images import to_uint8
-    from inpaint.masks import image_seed
-    from inpaint.search import LatentSearch, SearchOptions, complete
+    from inpaint.search import LatentSearch  # TensorFlow: imported when used
 
     photo = np.ascontiguousarray(photo, np.uint8)
-    shape = photo.shape[:2]
-    if not regions and hole is None:
-        raise MaskError("nothing to fill: give a region, a mask or a box")
-    if hole is not None and hole.shape != shape:
-        raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
-                        f"{shape[1]}x{shape[0]}")
     opts = (options or SearchOptions()).validate()
-    size = model.config.model.image_size
-    if aligner.settings.size != size:
-        raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
-                           f"needs {size}")
+    _check_request(photo, model, aligner, regions, hole, name)
     t0 = time.perf_counter()
     kept, _ = aligner.detect(photo)
     if not kept:
         raise NoFaceFound(f"{name}: no face found")
     chosen = _pick(kept, faces)
     seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0}
-    result = FillResult(photo.copy(), np.zeros(shape, bool), seconds=seconds)
-    covered = np.zeros(shape, bool)
-    generator, discriminator = model.networks(opts.precision)
+    result = FillResult(photo.copy(), np.zeros(photo.shape[:2], bool), seconds=seconds)
+    covered = np.zeros(photo.shape[:2], bool)
+    search = search or LatentSearch(*model.networks(opts.precision), opts)
     for k, det in enumerate(chosen):
-        t1 = time.perf_counter()
-        face, points, transform = aligner.align(photo, det.box)
-        square = square_in_photo(transform, size, shape)
-        covered |= square
-        mine = np.zeros(shape, bool)
-        if regions:
-            mine |= region_mask(points, regions, shape, grow)
-        if hole is not None:
-            mine |= hole
-        mine &= square & ~result.hole  # a pixel is filled once, by the first face covering it
-        seconds["detect"] += time.perf_counter() - t1
-        if not mine.any():
-            continue
-        t2 = time.perf_counter()
-        known = _known_in_face(mine, transform, size)
-        search = search or LatentSearch(generator, discriminator, opts)
-        out = complete(generator, discriminator, face[None], known[None], options=opts,
-                       blend_result=False, seeds=[image_seed(opts.seed, f"{name}#{k}")],
-                       search=search)
-        seconds["search"] += time.perf_counter() - t2
-        t3 = time.perf_counter()
-        generated = to_uint8(out.generated[0])
-        bbox = _bbox(mine, margin=2)
-        result.image = blend_into_photo(result.image, warp_to_photo(generated, transform, bbox),
-                                        mine, bbox)
-        result.hole |= mine
-        seconds["blend"] += time.perf_counter() - t3
-        before = np.where(known[..., None] > 0.5, face, 128).astype(np.uint8)
-        result.faces.append(FaceFill(det.box, det.score, points, transform, int(mine.sum()),
-                                     before, warp_face(result.image, transform, size), generated,
-                                     float(out.losses["total"][-1][0])))
+        face = _fill_face(photo, det, result, covered, aligner, search, opts,
+                          regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}")
+        if face is not None:
+            result.faces.append(face)
     if hole is not None:
         result.unfilled_pixels = int((hole & ~covered).sum())
     if not result.faces:
-        raise MaskError(f"{name}: the region to fill lies outside every detected face ({len(chosen)} face(s) "
-                        f"used, with --faces {faces})")
+        raise MaskError(f"{name}: the region to fill lies outside every detected face "
+                        f"({len(chosen)} face(s) used, with --faces {faces})")
     if result.unfilled_pixels:
         log.warning("%s: %d pixels of the region lie outside every face's aligned square and "
                     "are left as they were", name, result.unfilled_pixels)
@@ -342,11 +308,60 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     return result
 
 
+def _check_request(photo, model, aligner, regions, hole, name: str) -> None:
+    shape = photo.shape[:2]
+    if not regions and hole is None:
+        raise MaskError("nothing to fill: give a region, a mask or a box")
+    if hole is not None and hole.shape != shape:
+        raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
+                        f"{shape[1]}x{shape[0]}")
+    size = model.config.model.image_size
+    if aligner.settings.size != size:
+        raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
+                           f"needs {size}")
+
+
+def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, search, opts, *,
+               regions, grow, hole, seed_name: str) -> FaceFill | None:
+    """Fill the part of the request inside one face's aligned square into `result.image`
+    (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
+    from inpaint.search import complete
+
+    shape, size, seconds = photo.shape[:2], aligner.settings.size, result.seconds
+    t1 = time.perf_counter()
+    face, points, transform = aligner.align(photo, det.box)
+    square = square_in_photo(transform, size, shape)
+    covered |= square
+    mine = np.zeros(shape, bool)
+    if regions:
+        mine |= region_mask(points, regions, shape, grow)
+    if hole is not None:
+        mine |= hole
+    mine &= square & ~result.hole  # a pixel is filled once, by the first face covering it
+    seconds["detect"] += time.perf_counter() - t1
+    if not mine.any():
+        return None
+    t2 = time.perf_counter()
+    known = _known_in_face(mine, transform, size)
+    out = complete(search.generator, search.discriminator, face[None], known[None], options=opts,
+                   blend_result=False, seeds=[image_seed(opts.seed, seed_name)], search=search)
+    seconds["search"] += time.perf_counter() - t2
+    t3 = time.perf_counter()
+    generated = to_uint8(out.generated[0])
+    bbox = _bbox(mine, margin=2)
+    result.image = blend_into_photo(result.image, warp_to_photo(generated, transform, bbox),
+                                    mine, bbox)
+    result.hole |= mine
+    seconds["blend"] += time.perf_counter() - t3
+    before = np.where(known[..., None] > 0.5, face, 128).astype(np.uint8)
+    return FaceFill(det.box, det.score, points, transform, int(mine.sum()), before,
+                    warp_face(result.image, transform, size), generated,
+                    float(out.losses["total"][-1][0]))
+
+
 def _known_in_face(hole: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
     """The search mask in the aligned frame, `(S, S)` float32 with 1 = known: 0 wherever the
     photo's hole reaches (any overlap) and where the square leaves the photo."""
-    from inpaint.align import warp_face
-
     h, w = hole.shape
     layers = np.zeros((h, w, 3), np.uint8)
     layers[..., 0] = np.where(hole, 255, 0)
@@ -388,7 +403,6 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     from inpaint.backend import import_tensorflow
 
     import_tensorflow()  # with its C++ start-up lines hidden, as in the command line
-    from inpaint.align import AlignSettings, FaceAligner
     from inpaint.models import LoadedModel, load_model
 
     as_pil = isinstance(image, Image.Image)
@@ -440,8 +454,6 @@ def compare_sheet(before: np.ndarray, result: FillResult) -> np.ndarray:
 def save_photo(path: Path, image: np.ndarray, like: Path) -> Path:
     """Write `image` atomically in the format of `like` where Pillow writes it losslessly or as
     JPEG (quality 95, no chroma subsampling); other formats become PNG. Returns the path used."""
-    from inpaint.images import atomic_path
-
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF"}.get(like.suffix.lower())
     if fmt is None:
@@ -469,11 +481,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
     region off the faces, mask of the wrong size) is recorded and the others go on."""
     from tqdm import tqdm
 
-    from inpaint.align import AlignSettings, FaceAligner
-    from inpaint.images import read_image, write_image
-    from inpaint.masks import find_mask_for
-    from inpaint.records import output_stems
-    from inpaint.search import LatentSearch, SearchOptions
+    from inpaint.search import LatentSearch
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)

@@ -3,7 +3,7 @@
     python scripts/pretrained.py select runs/celeba64 --images aligned/celeba-val --limit 64
     python scripts/pretrained.py package runs/celeba64 --step 4200     # -> inpaint/pretrained
 
-`select` exports every checkpoint of the run, completes the first --limit validation faces with the
+`select` loads every checkpoint of the run, completes the first --limit validation faces with the
 centre mask and prints PSNR/SSIM/detail of the blended results per checkpoint (the last training
 step is not necessarily the best generator), for the generator's weight average and, with
 --also-trained, for the trained generator itself. `package` exports one checkpoint (its average,
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from inpaint.config import SearchOptions  # noqa: E402
 from inpaint.evaluate import evaluate_mask  # noqa: E402
 from inpaint.images import find_images, read_faces  # noqa: E402
-from inpaint.models import PRETRAINED_DIR, export_model, load_model  # noqa: E402
+from inpaint.models import PRETRAINED_DIR, LoadedModel, export_model  # noqa: E402
 from inpaint.train import CKPT_RE, GANTrainer, list_checkpoints, stored_config  # noqa: E402
 
 
@@ -60,12 +59,11 @@ def select(args) -> None:
         if args.also_trained and trainer.ema_generator is not None:
             kinds["trained"] = trainer.generator
         for kind, generator in kinds.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                export_model(Path(tmp) / "m", generator, trainer.discriminator,
-                             trainer.cfg, step=step)
-                model = load_model(Path(tmp) / "m")
-                t = time.time()
-                res = evaluate_mask(model, faces, stems, args.mask, opts)
+            # the checkpoint's networks as a model, as load_model would give them (no export)
+            model = LoadedModel(generator, trainer.discriminator, trainer.cfg, {"step": step},
+                                ckpt)
+            t = time.time()
+            res = evaluate_mask(model, faces, stems, args.mask, opts)
             row = {"step": step, "generator": kind,
                    **{k: res["blended"][k] for k in ("psnr", "ssim", "hole_l1", "detail")},
                    "completed_psnr": res["completed"]["psnr"],

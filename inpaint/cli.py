@@ -372,7 +372,6 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
             click.echo(f"exported {path}")
             return
         datasets = list(datasets) or _recorded_dataset(out)
-        training.prepare_run_dir(out, cfg, write=chief)
         result = training.train(datasets, out, cfg, init_from=init_from, progress=not quiet)
     if not chief:
         click.echo(f"worker done at step {result.step}/{result.total_steps}; the chief wrote "

@@ -502,7 +502,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, cfg: Config, *,
           init_from: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Train (or resume) the run in `run_dir` on the images below `dataset_dir` (one folder or
-    several), then export `run_dir/model`. `cfg` must already be accepted by `prepare_run_dir`.
+    several) with `cfg`, then export `run_dir/model`. The run directory is created, or checked
+    to hold a run `cfg` may continue (`prepare_run_dir`).
 
     `init_from`: an exported model directory whose weights a new run starts from, with fresh
     optimizer state (warm start). A run that already has a checkpoint resumes from it instead;
@@ -513,12 +514,52 @@ def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, c
     With `train.strategy` "mirrored" or "multi-worker" the steps run on tf.distribute replicas.
     In a multi-worker run every worker runs this with the same dataset and `run_dir` (a folder
     they all see); only the chief writes to it (checkpoints, samples, logs, the model)."""
+    t0 = time.time()
+    run = _open_run(dataset_dir, Path(run_dir), cfg, init_from, progress)
+    _train_loop(run, progress)
+    return _finish_run(run, t0)
+
+
+@dataclass
+class _Run:
+    """What the steps of one training session share."""
+
+    run_dir: Path
+    cfg: Config
+    chief: bool
+    data: object  # data.FaceDataset
+    trainer: GANTrainer
+    start: int
+    steps_per_epoch: int
+    total: int
+    record: dict
+    writer: object  # tf.summary writer
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def checkpoint(self) -> Path:
+        t = self.cfg.train
+        return self.trainer.save_checkpoint(self.ckpt_root, t.keep_checkpoints,
+                                            self.epoch_of(self.trainer.step))
+
+    def write_samples(self) -> None:
+        import tensorflow as tf
+
+        grid = make_grid(self.trainer.samples(), ncols=8)
+        write_image(self.run_dir / "samples" / f"step_{self.trainer.step:07d}.png", grid)
+        with self.writer.as_default(step=self.trainer.step):
+            tf.summary.image("samples", grid[None], max_outputs=1)
+
+
+def _open_run(dataset_dir, run_dir: Path, cfg: Config, init_from, progress: bool) -> _Run:
+    """Strategy, run directory, data, networks (restored, warm-started or new), run.json."""
     import tensorflow as tf
-    from tqdm import tqdm
 
-    from inpaint.data import epoch_dataset, load_face_dataset
-
-    run_dir = Path(run_dir)
     t = cfg.train
     strategy = make_strategy(t.strategy)  # first: multi-worker collectives are set up at start
     chief = is_chief(t.strategy)
@@ -526,95 +567,94 @@ def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, c
     if t.batch_size % replicas:
         raise ConfigError(f"train.batch_size {t.batch_size} cannot be split evenly over "
                           f"{replicas} replicas; use a multiple of {replicas}")
+    prepare_run_dir(run_dir, cfg, write=chief)
     roots = [dataset_dir] if isinstance(dataset_dir, (str, Path)) else list(dataset_dir)
-    data = load_face_dataset(roots, cfg.model.image_size, cfg.data, progress=progress)
-    if len(data) < t.batch_size:
-        raise DataError(f"{', '.join(map(str, roots))} has {len(data)} usable images, fewer than the batch size "
-                        f"{t.batch_size}; lower it with --batch-size")
-    if data.skipped:
-        log.warning("%d of %d files could not be read and are skipped", len(data.skipped),
-                    data.n_files)
-
+    data = _load_data(roots, cfg, progress)
     trainer = GANTrainer(cfg, strategy)
-    ckpt_root = run_dir / "checkpoints"
     if chief:
-        trainer.remove_stale_temporaries(ckpt_root)
-    restored = trainer.restore_latest(ckpt_root)
+        trainer.remove_stale_temporaries(run_dir / "checkpoints")
+    init_record = _restore_or_init(trainer, run_dir, init_from, replicas)
     start = trainer.step
-    if restored:
-        log.info("resuming from %s (step %d) on %d replica(s)", restored, start, replicas)
-        if init_from is not None:
-            log.warning("--init-from %s is ignored: the run resumes from its checkpoint",
-                        init_from)
-    init_record = _previous_init(run_dir) if restored else None
-    if not restored:
-        init_from = init_from if init_from is not None else _previous_init(run_dir, path=True)
-        if init_from is not None:
-            init_record = trainer.init_from_model(init_from)
-            log.info("starting from the weights of %s (step %s)", init_record["path"],
-                     init_record["step"])
     if strategy is not None:
         _check_workers_agree(strategy, start, run_dir)
     if chief:
         _truncate_metrics(run_dir / "metrics.jsonl", start)
-
     steps_per_epoch = len(data) // t.batch_size
-    total = t.epochs * steps_per_epoch
     record = {
         "dataset": [str(Path(r).resolve()) for r in roots], "files": data.n_files,
         "images": len(data), "skipped": len(data.skipped),
         "skipped_files": [{"path": p, "reason": r} for p, r in data.skipped[:100]],
-        "steps_per_epoch": steps_per_epoch, "total_steps": total, "resumed_from": start,
-        "strategy": t.strategy, "replicas": replicas, "init_from": init_record,
+        "steps_per_epoch": steps_per_epoch, "total_steps": t.epochs * steps_per_epoch,
+        "resumed_from": start, "strategy": t.strategy, "replicas": replicas,
+        "precision": trainer.precision, "init_from": init_record,
         "inpaint_version": __version__, "tensorflow_version": tf.__version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if chief:
         atomic_write_bytes(run_dir / "run.json", json.dumps(record, indent=2).encode())
-
     writer = (tf.summary.create_file_writer(str(run_dir / "logs")) if chief
               else tf.summary.create_noop_writer())
-    t0 = time.time()
-    bar = tqdm(total=total, initial=start, disable=not progress or not chief, unit="step",
-               dynamic_ncols=True)
-    last_t, last_step = time.time(), start
+    return _Run(run_dir, cfg, chief, data, trainer, start, steps_per_epoch,
+                t.epochs * steps_per_epoch, record, writer)
 
-    def epoch_of(step: int) -> int:
-        return step // steps_per_epoch
 
-    def write_samples() -> None:
-        grid = make_grid(trainer.samples(), ncols=8)
-        write_image(run_dir / "samples" / f"step_{trainer.step:07d}.png", grid)
-        with writer.as_default(step=trainer.step):
-            tf.summary.image("samples", grid[None], max_outputs=1)
+def _load_data(roots: list, cfg: Config, progress: bool):
+    from inpaint.data import load_face_dataset
 
+    data = load_face_dataset(roots, cfg.model.image_size, cfg.data, progress=progress)
+    if len(data) < cfg.train.batch_size:
+        raise DataError(f"{', '.join(map(str, roots))} has {len(data)} usable images, fewer than "
+                        f"the batch size {cfg.train.batch_size}; lower it with --batch-size")
+    if data.skipped:
+        log.warning("%d of %d files could not be read and are skipped", len(data.skipped),
+                    data.n_files)
+    return data
+
+
+def _restore_or_init(trainer: GANTrainer, run_dir: Path, init_from, replicas: int):
+    """Resume from the newest loadable checkpoint, else start from `init_from` (or the model
+    the run's run.json names), else from scratch. Returns the warm start's record, or None."""
+    restored = trainer.restore_latest(run_dir / "checkpoints")
+    if restored:
+        log.info("resuming from %s (step %d) on %d replica(s)", restored, trainer.step, replicas)
+        if init_from is not None:
+            log.warning("--init-from %s is ignored: the run resumes from its checkpoint",
+                        init_from)
+        return _previous_init(run_dir)
+    init_from = init_from if init_from is not None else _previous_init(run_dir, path=True)
+    if init_from is None:
+        return None
+    record = trainer.init_from_model(init_from)
+    log.info("starting from the weights of %s (step %s)", record["path"], record["step"])
+    return record
+
+
+def _train_loop(run: _Run, progress: bool) -> None:
+    """Steps until the run's total, with logging, samples and checkpoints every so many steps;
+    Ctrl-C saves a checkpoint (Interrupted), a lost worker is WorkerLost."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from inpaint.data import epoch_dataset
+
+    t, trainer = run.cfg.train, run.trainer
+    bar = tqdm(total=run.total, initial=run.start, disable=not progress or not run.chief,
+               unit="step", dynamic_ncols=True)
+    clock = {"t": time.time(), "step": run.start}
     try:
-        while trainer.step < total:
-            epoch = epoch_of(trainer.step)
+        while trainer.step < run.total:
+            epoch = run.epoch_of(trainer.step)
             bar.set_description(f"epoch {epoch + 1}/{t.epochs}")
-            batches = epoch_dataset(data.images, t.batch_size, t.seed, epoch, cfg.data.flip,
-                                    skip_batches=trainer.step - epoch * steps_per_epoch)
+            batches = epoch_dataset(run.data.images, t.batch_size, t.seed, epoch,
+                                    run.cfg.data.flip,
+                                    skip_batches=trainer.step - epoch * run.steps_per_epoch)
             for real in batches:
                 m = trainer.train_step(real)
-                _check_losses(m, trainer.step, ckpt_root)
+                _check_losses(m, trainer.step, run.ckpt_root)
                 bar.update(1)
-                step = trainer.step
-                if chief and (step % t.log_every == 0 or step == total):
-                    now = time.time()
-                    m["images_per_s"] = (step - last_step) * t.batch_size / max(now - last_t, 1e-9)
-                    last_t, last_step = now, step
-                    with writer.as_default(step=step):
-                        for k, v in m.items():
-                            tf.summary.scalar(k, v)
-                    append_jsonl(run_dir / "metrics.jsonl",
-                                  {"step": step, "epoch": epoch + 1, **m})
-                    bar.set_postfix(d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
-                                    img_s=f"{m['images_per_s']:.0f}")
-                if chief and step % t.sample_every == 0:
-                    write_samples()
-                if chief and step % t.checkpoint_every == 0:
-                    trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(step))
-                if step >= total:
+                if run.chief:
+                    _periodic(run, m, epoch, bar, clock)
+                if trainer.step >= run.total:
                     break
     except tf.errors.OpError as exc:
         if t.strategy != "multi-worker":
@@ -624,31 +664,57 @@ def train(dataset_dir: str | Path | Sequence[str | Path], run_dir: str | Path, c
         reason = found.group(1).strip() if found else type(exc).__name__
         raise WorkerLost(f"lost contact with another worker after step {trainer.step} ({reason}); "
                          f"restart every worker with the same command to resume from the "
-                         f"chief's last checkpoint in {ckpt_root}") from None
+                         f"chief's last checkpoint in {run.ckpt_root}") from None
     except KeyboardInterrupt:
         bar.close()
-        if not chief:
+        if not run.chief:
             raise Interrupted(f"interrupted at step {trainer.step}; this worker writes no "
                               "checkpoints (the chief does)") from None
-        path = trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(trainer.step))
-        writer.flush()
+        path = run.checkpoint()
+        run.writer.flush()
         raise Interrupted(f"interrupted at step {trainer.step}; checkpoint saved to {path}. "
                           "Re-run the same command to resume.") from None
     bar.close()
-    if not chief:
-        return TrainResult(run_dir, trainer.step, total, len(data), data.skipped, start, None,
-                           time.time() - t0)
-    trainer.save_checkpoint(ckpt_root, t.keep_checkpoints, epoch_of(trainer.step))
-    if not (run_dir / "samples" / f"step_{trainer.step:07d}.png").exists():
-        write_samples()
-    writer.flush()
-    model_dir = export_run(run_dir, cfg, trainer)
+
+
+def _periodic(run: _Run, m: dict, epoch: int, bar, clock: dict) -> None:
+    """The chief's periodic actions after a step: metrics, sample grids, checkpoints."""
+    import tensorflow as tf
+
+    t, step = run.cfg.train, run.trainer.step
+    if step % t.log_every == 0 or step == run.total:
+        now = time.time()
+        m["images_per_s"] = (step - clock["step"]) * t.batch_size / max(now - clock["t"], 1e-9)
+        clock.update(t=now, step=step)
+        with run.writer.as_default(step=step):
+            for k, v in m.items():
+                tf.summary.scalar(k, v)
+        append_jsonl(run.run_dir / "metrics.jsonl", {"step": step, "epoch": epoch + 1, **m})
+        bar.set_postfix(d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
+                        img_s=f"{m['images_per_s']:.0f}")
+    if step % t.sample_every == 0:
+        run.write_samples()
+    if step % t.checkpoint_every == 0:
+        run.checkpoint()
+
+
+def _finish_run(run: _Run, t0: float) -> TrainResult:
+    """The last checkpoint and sample grid, the exported model and the finished run.json."""
+    trainer, data = run.trainer, run.data
+    if not run.chief:
+        return TrainResult(run.run_dir, trainer.step, run.total, len(data), data.skipped,
+                           run.start, None, time.time() - t0)
+    run.checkpoint()
+    if not (run.run_dir / "samples" / f"step_{trainer.step:07d}.png").exists():
+        run.write_samples()
+    run.writer.flush()
+    model_dir = export_run(run.run_dir, run.cfg, trainer)
     seconds = time.time() - t0
-    record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=trainer.step,
-                  seconds_this_session=round(seconds, 1))
-    atomic_write_bytes(run_dir / "run.json", json.dumps(record, indent=2).encode())
-    return TrainResult(run_dir, trainer.step, total, len(data), data.skipped, start, model_dir,
-                       seconds)
+    run.record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), step=trainer.step,
+                      seconds_this_session=round(seconds, 1))
+    atomic_write_bytes(run.run_dir / "run.json", json.dumps(run.record, indent=2).encode())
+    return TrainResult(run.run_dir, trainer.step, run.total, len(data), data.skipped, run.start,
+                       model_dir, seconds)
 
 
 def _previous_init(run_dir: Path, path: bool = False):

@@ -14,6 +14,7 @@ or with --trained the trained generator) with float16 weights into the package, 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
@@ -80,7 +81,11 @@ def package(args) -> None:
     generator = trainer.generator if args.trained else trainer.output_generator
     datasets = run_info.get("dataset")
     datasets = [datasets] if isinstance(datasets, str) else datasets or []
-    out = export_model(args.out, generator, trainer.discriminator, trainer.cfg,
+    cfg = copy.deepcopy(trainer.cfg)
+    # a run warm-started from the package (--init-from pretrained) takes this config: let it
+    # choose the precision that pays on its own machine
+    cfg.train.precision = "auto"
+    out = export_model(args.out, generator, trainer.discriminator, cfg,
                        step=trainer.step, storage="float16",
                        extra={"trained_on": "CelebA (" + ", ".join(Path(d).name for d in datasets)
                                             + "; aligned by inpaint align)",
@@ -88,6 +93,8 @@ def package(args) -> None:
                               "generator": "average" if generator is trainer.ema_generator
                               else "trained",
                               "init_from": run_info.get("init_from"),
+                              "trained_precision": run_info.get("precision",
+                                                                trainer.cfg.train.precision),
                               "licence": "CelebA: non-commercial research use only"})
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"packaged step {trainer.step} into {out} ({size / 1e6:.1f} MB)")

@@ -75,6 +75,13 @@ def select(args) -> None:
     print(f"best: step {best['step']} {best['generator']} (blended PSNR {best['psnr']:.2f} dB)")
 
 
+def _portable(init: dict | None) -> dict | None:
+    """The warm start's record without this machine's absolute path to the package."""
+    if isinstance(init, dict) and init.get("path") == str(PRETRAINED_DIR):
+        return {**init, "path": f"inpaint/pretrained (step {init.get('step')}, shipped before)"}
+    return init
+
+
 def package(args) -> None:
     trainer = trainer_at(args.run, args.step)
     run_info = json.loads((args.run / "run.json").read_text())
@@ -92,7 +99,7 @@ def package(args) -> None:
                               "training_images": run_info.get("images"),
                               "generator": "average" if generator is trainer.ema_generator
                               else "trained",
-                              "init_from": run_info.get("init_from"),
+                              "init_from": _portable(run_info.get("init_from")),
                               "trained_precision": run_info.get("precision",
                                                                 trainer.cfg.train.precision),
                               "licence": "CelebA: non-commercial research use only"})

@@ -41,7 +41,7 @@ from inpaint.blend import poisson_blend
 from inpaint.config import SearchOptions
 from inpaint.errors import InpaintError, MaskError, NoFaceFound
 from inpaint.images import atomic_path, read_image, to_uint8, write_image
-from inpaint.masks import find_mask_for, image_seed
+from inpaint.masks import find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, output_stems
 
 log = logging.getLogger(__name__)
@@ -157,15 +157,7 @@ def box_hole(box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarr
 def read_photo_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """A mask file the size of the photo (white = keep, black = fill; grey >= 128 keeps) ->
     `(H, W)` bool hole. MaskError naming the file when unreadable or of another size."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            gray = im.convert("L")
-    except FileNotFoundError:
-        raise MaskError(f"mask {path}: no such file") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise MaskError(f"mask {path} is not a readable image: {exc}") from None
+    gray = read_mask_image(path)
     height, width = shape
     if gray.size != (width, height):
         raise MaskError(f"mask {path} is {gray.size[0]}x{gray.size[1]}; it must be the photo's "

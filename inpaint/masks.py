@@ -82,13 +82,9 @@ def box_mask(box: tuple[int, int, int, int], size: int) -> np.ndarray:
     return m
 
 
-def read_mask(path: str | Path, size: int, image_size: tuple[int, int] | None = None,
-              ) -> np.ndarray:
-    """A mask PNG (white = known, black = fill; grey >= 128 counts as known) -> `(size, size)`.
-
-    The file must be the model's size, or the size of the image it belongs to (`image_size`,
-    (width, height)); it is resized with nearest neighbour. Anything else is a MaskError naming
-    the file."""
+def read_mask_image(path: str | Path) -> Image.Image:
+    """A mask file as a greyscale ("L") image, read only if it is a regular file; MaskError
+    naming the file when it is missing, special (a FIFO, a link loop) or not an image."""
     from inpaint.images import open_regular
 
     path = Path(path)
@@ -96,11 +92,22 @@ def read_mask(path: str | Path, size: int, image_size: tuple[int, int] | None = 
         with open_regular(path, error=lambda m: MaskError(f"mask {m}")) as f, \
                 Image.open(f) as im:
             im.load()
-            gray = im.convert("L")
+            return im.convert("L")
     except FileNotFoundError:
         raise MaskError(f"mask {path}: no such file") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MaskError(f"mask {path} is not a readable image: {exc}") from None
+
+
+def read_mask(path: str | Path, size: int, image_size: tuple[int, int] | None = None,
+              ) -> np.ndarray:
+    """A mask PNG (white = known, black = fill; grey >= 128 counts as known) -> `(size, size)`.
+
+    The file must be the model's size, or the size of the image it belongs to (`image_size`,
+    (width, height)); it is resized with nearest neighbour. Anything else is a MaskError naming
+    the file."""
+    path = Path(path)
+    gray = read_mask_image(path)
     allowed = {(size, size)} | ({tuple(image_size)} if image_size else set())
     if gray.size not in allowed:
         want = " or ".join(f"{w}x{h}" for w, h in sorted(allowed))

@@ -249,3 +249,12 @@ def test_cli_usage_errors(tmp_path):
     assert r.exit_code == 2
     r = run("fill", ASTRONAUT, "-o", tmp_path / "o", "--box", "1,2,3")
     assert r.exit_code == 2 and "X,Y,W,H" in r.output
+
+
+def test_a_fifo_as_mask_is_refused_without_waiting(tmp_path):
+    import os
+
+    fifo = tmp_path / "mask.png"
+    os.mkfifo(fifo)
+    with pytest.raises(MaskError, match="mask"):
+        read_photo_mask(fifo, (30, 40))

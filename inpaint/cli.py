@@ -615,6 +615,8 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
         for _, reason in summary.failed:
             click.echo(f"  failed: {reason}", err=True)
         raise SystemExit(1)
+
+
 def _check_stem(ctx, param, value):
     if value is None:
         return None

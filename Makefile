@@ -51,7 +51,7 @@ align: install  ## PHOTOS -> aligned 64x64 faces in ALIGNED
 
 train: install  ## train (or resume) a DCGAN on DATASET into RUN
 	$(call need,$(DATASET),set DATASET=<folder of aligned faces>: make align PHOTOS=<photos> makes one)
-	$(INPAINT) train --dataset $(DATASET) --out $(RUN) --config $(CONFIG) --epochs $(EPOCHS)
+	$(INPAINT) train --dataset $(DATASET) -o $(RUN) --config $(CONFIG) --epochs $(EPOCHS)
 
 complete: install  ## fill the holes of IMAGES with MODEL (default: the shipped model)
 	$(call need,$(IMAGES),set IMAGES=<aligned faces>)

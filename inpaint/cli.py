@@ -280,7 +280,7 @@ def cli():
     \b
     Pipeline:
       inpaint align PHOTOS... -o faces             aligned 64x64 face crops
-      inpaint train --dataset faces --out runs/x   train a DCGAN (alias of train-dcgan)
+      inpaint train --dataset faces -o runs/x      train a DCGAN (alias of train-dcgan)
       inpaint complete FACES... -o out             fill holes by latent search
       inpaint make-gif out -o out/completion.gif   animate the search
       inpaint evaluate FACES...                    score completions against the whole faces
@@ -317,7 +317,8 @@ def _build_config(config_path, sets, shortcuts, base_run: Path | None):
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(path_type=Path),
               help="Folder of face images (searched recursively); repeat it to train on "
                    "several. Optional when resuming.")
-@click.option("-o", "--out-dir", "--out", "out", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--out-dir", "out", cls=AliasOption, aliases=("--out",), required=True,
+              type=click.Path(path_type=Path),
               help="Run directory (created; re-running resumes it).")
 @click.option("--init-from", type=click.Path(path_type=Path), metavar="MODEL_DIR",
               help="Start a new run from the weights of an exported model (e.g. the shipped "
@@ -346,10 +347,10 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
 
     \b
     Examples:
-      inpaint align photos -o faces && inpaint train --dataset faces --out runs/mine
-      inpaint train --dataset faces --out runs/mine --config configs/celeba64.toml --epochs 10
-      inpaint train --out runs/mine --epochs 20        # resume, or extend to 20 epochs
-      inpaint train --out runs/mine --export-only      # runs/mine/model/ from the last checkpoint
+      inpaint align photos -o faces && inpaint train --dataset faces -o runs/mine
+      inpaint train --dataset a --dataset b -o runs/mine --init-from pretrained --epochs 10
+      inpaint train -o runs/mine --epochs 20        # resume, or extend to 20 epochs
+      inpaint train -o runs/mine --export-only      # runs/mine/model/ from the last checkpoint
     """
     _setup_logging(quiet)
     from inpaint import train as training
@@ -367,7 +368,7 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
         if export_only:
             stored = training.stored_config(out)
             if stored is None:
-                raise click.BadParameter(f"{out} holds no training run", param_hint="'--out'")
+                raise click.BadParameter(f"{out} holds no training run", param_hint="'-o' / '--out-dir'")
             path = training.export_run(out, stored)
             click.echo(f"exported {path}")
             return

@@ -207,3 +207,12 @@ def test_progress_bars_in_a_log_are_plain_lines():
     assert lines[-1].startswith("outer: 100%") and any(x.startswith("inner:") for x in lines)
     plain.write("Error: kept as it is\n")
     assert log.getvalue().endswith("Error: kept as it is\n")
+
+
+def test_train_shows_one_output_spelling_and_still_takes_out(tmp_path):
+    r = run("train", "--help")
+    assert "-o, --out-dir" in r.output and "--out " not in r.output.replace("--out-dir", "")
+    data = write_faces(tmp_path / "faces", n=4)
+    r = run("train", "--dataset", data, "--out", tmp_path / "run", "--config",
+            ROOT / "configs" / "tiny.toml", "--epochs", 1, "-q")
+    assert r.exit_code == 0 and "trained 1 steps" in r.output, r.output

@@ -124,11 +124,10 @@ class LoadedModel:
     def networks(self, precision: str = "float32") -> tuple[keras.Model, keras.Model]:
         """(generator, discriminator) computing in `precision`: "float32" or "bfloat16" (mixed:
         bfloat16 compute, float32 variables); the loaded networks themselves for float32."""
-        policy = precision_policy(precision)
-        if precision not in self._networks:  # cast once: rebuilding the networks takes seconds
-            self._networks[precision] = cast_networks(self.generator, self.discriminator,
-                                                      policy)
-        return self._networks[precision]
+        policy = precision_policy(precision)  # "auto" and what it resolves to: one entry
+        if policy not in self._networks:  # cast once: rebuilding the networks takes seconds
+            self._networks[policy] = cast_networks(self.generator, self.discriminator, policy)
+        return self._networks[policy]
 
     @property
     def identity(self) -> dict:
@@ -268,6 +267,31 @@ def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedMod
     Raises ModelError if files are missing, their hashes do not match model.json (when `verify`),
     the config is invalid, or the networks do not match the config."""
     model_dir = resolve_model_dir(PRETRAINED_DIR if path is None else path)
+    meta = _read_meta(model_dir)
+    _check_files(model_dir, meta["sha256"], verify)
+    try:
+        import tomllib
+
+        cfg = config_from_dict(tomllib.loads((model_dir / "config.toml").read_text("utf-8")),
+                               source=str(model_dir / "config.toml"))
+    except (ConfigError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{model_dir}/config.toml is invalid: {exc}") from None
+    gen, disc = (_load_network(model_dir, name) for name in ("generator.keras",
+                                                             "discriminator.keras"))
+    s, c, zd = cfg.model.image_size, cfg.model.channels, cfg.model.z_dim
+    if tuple(gen.input_shape[1:]) != (zd,) or tuple(gen.output_shape[1:]) != (s, s, c):
+        raise ModelError(f"{model_dir}: the generator maps {gen.input_shape} -> "
+                         f"{gen.output_shape}, not what config.toml describes")
+    if tuple(disc.input_shape[1:]) != (s, s, c):
+        raise ModelError(f"{model_dir}: the discriminator takes {disc.input_shape}, not "
+                         f"{s}x{s}x{c} images as config.toml says")
+    if network_policy(gen) == "float16":  # half-precision storage: compute in float32
+        gen, disc = cast_networks(gen, disc, "float32")
+    return LoadedModel(gen, disc, cfg, meta, model_dir)
+
+
+def _read_meta(model_dir: Path) -> dict:
+    """model.json, checked to describe an inpaint model this version can read."""
     try:
         meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -281,6 +305,11 @@ def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedMod
     if version > MODEL_FORMAT_VERSION:
         raise ModelError(f"{model_dir} was written by a newer inpaint (format "
                          f"{version}); upgrade inpaint")
+    return meta
+
+
+def _check_files(model_dir: Path, sums: dict, verify: bool) -> None:
+    """Every model file present and, with `verify`, matching its checksum in model.json."""
     for name in MODEL_FILES:
         if not (model_dir / name).is_file():
             raise ModelError(f"{model_dir} is incomplete: {name} is missing")
@@ -291,39 +320,22 @@ def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedMod
         if verify and _sha256(model_dir / name) != expected:
             raise ModelError(f"{model_dir}/{name} does not match the checksum in model.json "
                              "(modified or corrupt); re-export the model")
-    try:
-        import tomllib
 
-        cfg = config_from_dict(tomllib.loads((model_dir / "config.toml").read_text("utf-8")),
-                               source=str(model_dir / "config.toml"))
-    except (ConfigError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{model_dir}/config.toml is invalid: {exc}") from None
-    custom = _custom_objects()
-    nets = []
-    for name in ("generator.keras", "discriminator.keras"):
-        try:
-            nets.append(keras.saving.load_model(model_dir / name, custom_objects=custom,
-                                                compile=False, safe_mode=True))
-        except InpaintError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"cannot load {model_dir}/{name}: {exc}") from None
-    gen, disc = nets
-    for name, net in zip(("generator.keras", "discriminator.keras"), nets):
-        if (bad := first_non_finite_weight(net)) is not None:
-            raise ModelError(f"{model_dir}/{name}: weight {bad} holds NaN or infinite values (a "
-                             "diverged training or a damaged file); export the model again "
-                             "from a good checkpoint")
-    s, c, zd = cfg.model.image_size, cfg.model.channels, cfg.model.z_dim
-    if tuple(gen.input_shape[1:]) != (zd,) or tuple(gen.output_shape[1:]) != (s, s, c):
-        raise ModelError(f"{model_dir}: the generator maps {gen.input_shape} -> "
-                         f"{gen.output_shape}, not what config.toml describes")
-    if tuple(disc.input_shape[1:]) != (s, s, c):
-        raise ModelError(f"{model_dir}: the discriminator takes {disc.input_shape}, not "
-                         f"{s}x{s}x{c} images as config.toml says")
-    if network_policy(gen) == "float16":  # half-precision storage: compute in float32
-        gen, disc = cast_networks(gen, disc, "float32")
-    return LoadedModel(gen, disc, cfg, meta, model_dir)
+
+def _load_network(model_dir: Path, name: str) -> keras.Model:
+    """One network file, loaded in safe mode, refused if a weight is NaN or infinite."""
+    try:
+        net = keras.saving.load_model(model_dir / name, custom_objects=_custom_objects(),
+                                      compile=False, safe_mode=True)
+    except InpaintError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"cannot load {model_dir}/{name}: {exc}") from None
+    if (bad := first_non_finite_weight(net)) is not None:
+        raise ModelError(f"{model_dir}/{name}: weight {bad} holds NaN or infinite values (a "
+                         "diverged training or a damaged file); export the model again "
+                         "from a good checkpoint")
+    return net
 
 
 def first_non_finite_weight(model: keras.Model) -> str | None:

@@ -674,24 +674,8 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
         raise AlignError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
     previous = read_records(out_dir)
     if not overwrite:
-        other = {json.dumps(r.get("settings"), sort_keys=True) for r in previous.values()}
-        other.discard(json.dumps(settings.key(), sort_keys=True))
-        if other:
-            raise AlignError(f"{out_dir} holds faces aligned with other settings "
-                             f"({sorted(other)[0]}); use --overwrite to realign them there, or "
-                             f"another --out-dir")
-    done, todo = [], []
-    for job in jobs:
-        rec = previous.get(str(safe_resolve(job.path)))
-        if not overwrite and _is_done(rec, out_dir):
-            done.append((job, rec))
-        else:
-            todo.append(job)
-    stale = {}  # outputs of earlier records, removed if the new record does not write them again
-    for job in todo:
-        rec = previous.get(str(safe_resolve(job.path)))
-        if rec:
-            stale[rec["input"]] = {f["output"] for f in rec.get("faces", [])}
+        _check_same_settings(previous, settings, out_dir)
+    done, todo, stale = _partition(jobs, previous, out_dir, overwrite)
     if done:
         log.info("%d of %d inputs already aligned in %s (--overwrite redoes them)", len(done),
                  len(jobs), out_dir)
@@ -708,7 +692,38 @@ def align_batch(inputs: Iterable[str | Path], out_dir: str | Path,
                               f"{out_dir / RECORDS_NAME}; re-run the command to resume") from None
         finally:
             records.close()
-    seconds = time.perf_counter() - start
+    return _summarise(jobs, done, results, time.perf_counter() - start, out_dir)
+
+
+def _check_same_settings(previous: dict[str, dict], settings: AlignSettings,
+                         out_dir: Path) -> None:
+    """AlignError if `out_dir` holds records made with other settings."""
+    other = {json.dumps(r.get("settings"), sort_keys=True) for r in previous.values()}
+    other.discard(json.dumps(settings.key(), sort_keys=True))
+    if other:
+        raise AlignError(f"{out_dir} holds faces aligned with other settings "
+                         f"({sorted(other)[0]}); use --overwrite to realign them there, or "
+                         f"another --out-dir")
+
+
+def _partition(jobs: list[AlignJob], previous: dict[str, dict], out_dir: Path,
+               overwrite: bool) -> tuple[list, list, dict]:
+    """(done: [(job, record)], todo: [job], stale: {input: outputs of its earlier record}); the
+    stale outputs are removed if the new record does not write them again."""
+    done, todo, stale = [], [], {}
+    for job in jobs:
+        rec = previous.get(str(safe_resolve(job.path)))
+        if not overwrite and _is_done(rec, out_dir):
+            done.append((job, rec))
+            continue
+        todo.append(job)
+        if rec:
+            stale[rec["input"]] = {f["output"] for f in rec.get("faces", [])}
+    return done, todo, stale
+
+
+def _summarise(jobs: list[AlignJob], done: list, results: list[dict], seconds: float,
+               out_dir: Path) -> AlignSummary:
     given = {str(safe_resolve(job.path)): str(job.path) for job in jobs}
     everything = [rec for _, rec in done] + results
     counts = {s: 0 for s in STATUSES}

@@ -20,8 +20,10 @@ from inpaint import __version__
 from inpaint.config import (
     CONTEXT_WEIGHTINGS,
     DEFAULT_LR,
+    INITS,
     OPTIMIZERS,
     PERCEPTUAL,
+    SEARCH_KINDS,
     SEARCH_PRECISIONS,
     TRAIN_PRECISIONS,
     SearchOptions,
@@ -144,6 +146,19 @@ def _search_options(shift: bool = False):
                      type=click.IntRange(min=1),
                      help="Random starting points per face; the lowest final loss wins."),
         click.option("--seed", default=_SEARCH.seed, show_default=True, type=SEED),
+        click.option("--init", default=_SEARCH.init, show_default=True, type=click.Choice(INITS),
+                     help="Start from the model's encoder (inpaint train-encoder) or a random z; "
+                          "auto: the encoder when the model has one. With --restarts > 1 the "
+                          "first restart uses the encoder."),
+        click.option("--search", default=_SEARCH.search, show_default=True,
+                     type=click.Choice(SEARCH_KINDS),
+                     help="z: search z only; finetune: then tune the generator's weights a few "
+                          "steps per image, held close to the trained ones (slower, closer fit)."),
+        click.option("--finetune-steps", default=_SEARCH.finetune_steps, show_default=True,
+                     type=click.IntRange(min=0), help="Steps of --search finetune per image."),
+        click.option("--finetune-lr", default=_SEARCH.finetune_lr, show_default=True,
+                     type=FiniteFloatRange(min=0, min_open=True),
+                     help="Adam step size on the weights with --search finetune."),
         click.option("--precision", default=_SEARCH.precision, show_default=True,
                      type=click.Choice(SEARCH_PRECISIONS),
                      help="Compute precision of the search (auto: bfloat16 where the "
@@ -168,7 +183,8 @@ def _search_options(shift: bool = False):
 
 
 _SEARCH_NAMES = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting",
-                 "perceptual", "restarts", "seed", "precision", "optimize_shift", "max_shift")
+                 "perceptual", "restarts", "seed", "init", "search", "finetune_steps",
+                 "finetune_lr", "precision", "optimize_shift", "max_shift")
 
 
 def _search_settings(kw: dict) -> SearchOptions:
@@ -382,6 +398,67 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
     click.echo(f"trained {result.step - result.resumed_from} steps in {mins:.1f} min "
                f"(step {result.step}/{result.total_steps}, {result.images_used} images, "
                f"{len(result.skipped)} unreadable files skipped); model: {result.model_dir}")
+
+
+@cli.command("train-encoder")
+@click.option("--dataset", "datasets", multiple=True, type=click.Path(path_type=Path),
+              help="Folder of aligned faces (repeatable). Optional when resuming.")
+@click.option("-o", "--out-dir", "out", required=True, type=click.Path(path_type=Path),
+              help="Run directory (created; re-running resumes it).")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="The generator's model directory (default: the shipped model).")
+@click.option("--steps", type=click.IntRange(min=1), default=8000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Even: half generated faces, half real ones.")
+@click.option("--filters", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Width of the first convolution (doubles per stage).")
+@click.option("--lr", type=FiniteFloatRange(0, 1, min_open=True), default=2e-4,
+              show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default="auto",
+              show_default=True, help="auto: mixed bfloat16 where the hardware has it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed, precision,
+                      quiet):
+    """Train an encoder that proposes z for a model's generator, so the search starts close.
+
+    Writes encoder.json, checkpoints/, metrics.jsonl and, at the end, model/: the generator's
+    model directory with encoder.keras added (use it as --model; complete's --init encoder).
+    Re-running the same command resumes; Ctrl-C saves a checkpoint first.
+
+    \b
+    Examples:
+      inpaint train-encoder --dataset faces -o runs/encoder
+      inpaint complete faces -o out --model runs/encoder/model --init encoder --iters 50
+    """
+    _setup_logging(quiet)
+    from inpaint.encoder import EncoderConfig, train_encoder
+    from inpaint.models import load_model
+
+    if batch_size % 2:
+        raise click.BadParameter("must be even (half generated, half real faces)",
+                                 param_hint="'--batch-size'")
+    loaded = load_model(_model_path(model))
+    datasets = list(datasets) or _recorded_encoder_datasets(out)
+    cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                        precision=precision)
+    result = train_encoder(loaded, datasets, out, cfg, progress=not quiet)
+    click.echo(f"encoder at step {result.step} ({result.seconds / 60:.1f} min this run); "
+               f"model with encoder: {result.model_dir}")
+
+
+def _recorded_encoder_datasets(out: Path) -> list[Path]:
+    import json
+
+    from inpaint.encoder import SETTINGS_FILE
+
+    try:
+        found = json.loads((out / SETTINGS_FILE).read_text("utf-8"))["datasets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        found = None
+    if not isinstance(found, list) or not found or not all(isinstance(p, str) for p in found):
+        raise click.UsageError("--dataset is required (no earlier encoder run records one)")
+    return [Path(p) for p in found]
 
 
 def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:

@@ -30,7 +30,7 @@ from inpaint.images import (
 )
 from inpaint.masks import MaskSpec
 from inpaint.records import JsonlLog, in_shard, output_stems, parse_shard, shard_tag
-from inpaint.search import CompletionResult, LatentSearch, SearchOptions, complete
+from inpaint.search import Completer, CompletionResult, LatentSearch, SearchOptions, complete
 
 # Re-exported: `from inpaint.complete import complete, SearchOptions, ...` keeps working.
 __all__ = ["CompletionResult", "FilesSummary", "LatentSearch", "MaskSpec", "SearchOptions",
@@ -181,16 +181,14 @@ def _read_batch(batch: list[tuple[Path, str]], mask: MaskSpec, size: int,
 
 class _BatchRun:
     """The search of complete_files, batch by batch: the networks in the options' precision, one
-    compiled LatentSearch, and what each step writes (log lines, progress grids, frames)."""
+    compiled search (search.Completer), and what each step writes (log lines, progress grids, frames)."""
 
     def __init__(self, out_dir: Path, model, opts: SearchOptions, mask: MaskSpec,
                  shard: tuple[int, int] | None, blend_result: bool, out_interval: int,
                  progress: bool):
         self.out_dir, self.opts, self.mask = out_dir, opts, mask
         self.blend_result, self.out_interval, self.progress = blend_result, out_interval, progress
-        self.generator, self.discriminator = model.networks(opts.precision)
-        self.latent_search = LatentSearch(self.generator, self.discriminator, opts,
-                                          lowres=mask.lowres)
+        self.completer = Completer(model, opts, lowres=mask.lowres)
         # Shards share out_dir: files every shard would write get the shard's name.
         self.grid_prefix = f"shard{shard[0]}_" if shard and shard[0] > 1 else ""
         self.log_path = out_dir / f"log{shard_tag(shard)}.jsonl"
@@ -216,10 +214,9 @@ class _BatchRun:
             it_bar.set_postfix(loss=f"{float(np.mean(losses['total'])):.1f}", refresh=False)
 
         try:
-            return complete(self.generator, self.discriminator, images, masks, options=opts,
-                            lowres=self.mask.lowres, blend_result=self.blend_result,
-                            seeds=[masklib.image_seed(opts.seed, s) for _, s in names],
-                            callback=on_step, search=self.latent_search)
+            return self.completer(images, masks, blend_result=self.blend_result,
+                                  seeds=[masklib.image_seed(opts.seed, s) for _, s in names],
+                                  callback=on_step)
         finally:
             log_file.close()
             it_bar.close()

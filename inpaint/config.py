@@ -159,6 +159,12 @@ PERCEPTUAL = ("nonsaturating", "paper")
 CONTEXT_WEIGHTINGS = ("yeh", "none")
 SEARCH_PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
+# Where each search starts: the model's encoder (inpaint.encoder) or a uniform random z; "auto":
+# the encoder where the model has one and the mask is in pixels (not lowres), else random.
+INITS = ("auto", "encoder", "random")
+# What the search changes: z only (Yeh et al.), or z and then, per image, the generator's
+# weights held close to the trained ones (the idea of Pan et al. 2020's deep generative prior).
+SEARCH_KINDS = ("z", "finetune")
 
 
 @dataclass
@@ -179,9 +185,15 @@ class SearchOptions:
     optimize_shift: bool = False  # also search a sub-pixel translation of G(z) per image
     max_shift: float = 4.0  # pixels, each axis
     shift_lr: float = 0.05  # pixels per Adam step
+    init: str = "auto"  # INITS; with restarts > 1 the first restart starts from the encoder
+    search: str = "z"  # SEARCH_KINDS
+    finetune_steps: int = 30  # Adam steps on the generator's weights, per image, after the z search
+    finetune_lr: float = 1e-4
+    finetune_hold: float = 10.0  # weight of the squared distance of the weights to the trained ones
 
     def validate(self) -> SearchOptions:
-        for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr"):
+        for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr", "finetune_lr",
+                     "finetune_hold"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise InpaintError(f"{name} must be a finite number, got {value}")
@@ -208,6 +220,13 @@ class SearchOptions:
             raise InpaintError("max shift must be >= 0 and the shift step > 0")
         if self.learning_rate <= 0:
             raise InpaintError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.init not in INITS:
+            raise InpaintError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.search not in SEARCH_KINDS:
+            raise InpaintError(f"search must be one of {', '.join(SEARCH_KINDS)}, got "
+                               f"{self.search!r}")
+        if self.finetune_steps < 0 or self.finetune_lr <= 0 or self.finetune_hold < 0:
+            raise InpaintError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self
 
     @property

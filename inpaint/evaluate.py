@@ -147,13 +147,11 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
     """Complete `images` (N, S, S, 3) uint8 under mask type `kind` and score the completed and
     blended results and both baselines against the originals. Returns
     {method: {psnr, ssim, hole_l1, n}, "seconds_per_image": float}."""
-    from inpaint.search import LatentSearch, complete
+    from inpaint.search import Completer
 
     spec = MaskSpec(kind, center_scale=center_scale, missing_fraction=missing_fraction,
                     seed=options.seed)
-    lowres = spec.lowres
-    generator, discriminator = model.networks(options.precision)
-    search = LatentSearch(generator, discriminator, options, lowres=lowres)
+    run = Completer(model, options, lowres=spec.lowres)
     scores = {m: MethodScores() for m in ("completed", "blended", "mean_fill", "harmonic")}
     seconds = 0.0
     for start in range(0, len(images), batch_size):
@@ -161,9 +159,7 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
         names = stems[start:start + batch_size]
         masks = np.stack([spec.mask_for(name, batch.shape[1]) for name in names])
         t0 = time.time()
-        result = complete(generator, discriminator, batch, masks, options=options,
-                          lowres=lowres, seeds=[image_seed(options.seed, s) for s in names],
-                          search=search)
+        result = run(batch, masks, seeds=[image_seed(options.seed, s) for s in names])
         seconds += time.time() - t0
         for i in range(len(batch)):
             scores["completed"].add(batch[i], result.completed[i], masks[i])
@@ -226,11 +222,10 @@ def quality_curve(model, images: np.ndarray, stems: list[str], kind: str, option
     """PSNR of the completed images against the originals along one search: a list of
     {iteration, psnr, seconds} every `every` iterations (seconds of search so far, the scoring
     itself not counted)."""
-    from inpaint.search import LatentSearch, complete
+    from inpaint.search import Completer
 
     spec = MaskSpec(kind, seed=options.seed)
-    generator, discriminator = model.networks(options.precision)
-    search = LatentSearch(generator, discriminator, options, lowres=spec.lowres)
+    run = Completer(model, options, lowres=spec.lowres)
     masks = np.stack([spec.mask_for(s, images.shape[1]) for s in stems])
     curve = []
     clock = {"start": time.perf_counter(), "paused": 0.0}
@@ -245,7 +240,6 @@ def quality_curve(model, images: np.ndarray, stems: list[str], kind: str, option
         clock["paused"] += time.perf_counter() - t
 
     clock["start"] = time.perf_counter()
-    complete(generator, discriminator, images, masks, options=options, blend_result=False,
-             seeds=[image_seed(options.seed, s) for s in stems], callback=on_step,
-             search=search)
+    run(images, masks, seeds=[image_seed(options.seed, s) for s in stems], blend_result=False,
+        callback=on_step)
     return curve

@@ -267,9 +267,9 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     `model`: a LoadedModel; `aligner`: an align.FaceAligner whose size is the model's; `faces`:
     "largest" or "all"; `options`: SearchOptions; `name` seeds each face's search (so a photo's
     result does not depend on what else is in the batch) and names it in errors; `search`: a
-    search.LatentSearch for these options to reuse (compiled once).
+    search.Completer for these options to reuse (compiled once).
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
-    from inpaint.search import LatentSearch  # TensorFlow: imported when used
+    from inpaint.search import Completer  # TensorFlow: imported when used
 
     photo = np.ascontiguousarray(photo, np.uint8)
     opts = (options or SearchOptions()).validate()
@@ -282,7 +282,7 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0}
     result = FillResult(photo.copy(), np.zeros(photo.shape[:2], bool), seconds=seconds)
     covered = np.zeros(photo.shape[:2], bool)
-    search = search or LatentSearch(*model.networks(opts.precision), opts)
+    search = search or Completer(model, opts)
     for k, det in enumerate(chosen):
         face = _fill_face(photo, det, result, covered, aligner, search, opts,
                           regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}")
@@ -317,8 +317,6 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, sea
                regions, grow, hole, seed_name: str) -> FaceFill | None:
     """Fill the part of the request inside one face's aligned square into `result.image`
     (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
-    from inpaint.search import complete
-
     shape, size, seconds = photo.shape[:2], aligner.settings.size, result.seconds
     t1 = time.perf_counter()
     face, points, transform = aligner.align(photo, det.box)
@@ -335,8 +333,8 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, sea
         return None
     t2 = time.perf_counter()
     known = _known_in_face(mine, transform, size)
-    out = complete(search.generator, search.discriminator, face[None], known[None], options=opts,
-                   blend_result=False, seeds=[image_seed(opts.seed, seed_name)], search=search)
+    out = search(face[None], known[None], blend_result=False,
+                 seeds=[image_seed(opts.seed, seed_name)])
     seconds["search"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     generated = to_uint8(out.generated[0])
@@ -473,12 +471,12 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
     region off the faces, mask of the wrong size) is recorded and the others go on."""
     from tqdm import tqdm
 
-    from inpaint.search import LatentSearch
+    from inpaint.search import Completer
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
     options = (options or SearchOptions()).validate()
-    search = LatentSearch(*model.networks(options.precision), options)
+    search = Completer(model, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = FillSummary()
     t0 = time.perf_counter()

@@ -34,6 +34,7 @@ from inpaint.layers import BilinearInitializer, ConvOffset2D
 MODEL_FORMAT = "inpaint-dcgan"
 MODEL_FORMAT_VERSION = 1
 MODEL_FILES = ("generator.keras", "discriminator.keras", "config.toml")
+OPTIONAL_FILES = ("encoder.keras",)  # checked like the others when model.json lists them
 # The face model shipped inside the package; `inpaint complete` uses it when --model is not given.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -119,6 +120,7 @@ class LoadedModel:
     config: Config
     meta: dict
     path: Path
+    encoder: keras.Model | None = None  # proposes z (inpaint.encoder); None if the model has none
     _networks: dict = field(default_factory=dict, repr=False, compare=False)
 
     def networks(self, precision: str = "float32") -> tuple[keras.Model, keras.Model]:
@@ -136,7 +138,7 @@ class LoadedModel:
                 "sha256": self.meta.get("sha256", {})}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -169,9 +171,12 @@ def cast_networks(generator: keras.Model, discriminator: keras.Model,
     "float16", ...): rebuilt layer by layer with the weights copied (and cast) when the policy
     differs, else returned as they are. The output layer computes in float32, as build_generator
     and build_discriminator make it, so the outputs stay float32 in every policy."""
-    if network_policy(generator) == policy and network_policy(discriminator) == policy:
-        return generator, discriminator
-    return _with_policy(generator, policy), _with_policy(discriminator, policy)
+    return cast_network(generator, policy), cast_network(discriminator, policy)
+
+
+def cast_network(model: keras.Model, policy: str) -> keras.Model:
+    """One network computing in dtype policy `policy` (see cast_networks); itself if it does."""
+    return model if network_policy(model) == policy else _with_policy(model, policy)
 
 
 def _with_policy(model: keras.Model, policy: str) -> keras.Model:
@@ -213,7 +218,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "image_size": cfg.model.image_size, "channels": cfg.model.channels,
             "z_dim": cfg.model.z_dim, "storage": storage,
-            "sha256": {name: _sha256(tmp / name) for name in MODEL_FILES},
+            "sha256": {name: sha256_file(tmp / name) for name in MODEL_FILES},
             **(extra or {}),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -287,7 +292,24 @@ def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedMod
                          f"{s}x{s}x{c} images as config.toml says")
     if network_policy(gen) == "float16":  # half-precision storage: compute in float32
         gen, disc = cast_networks(gen, disc, "float32")
-    return LoadedModel(gen, disc, cfg, meta, model_dir)
+    return LoadedModel(gen, disc, cfg, meta, model_dir, _load_encoder(model_dir, meta, cfg))
+
+
+def _load_encoder(model_dir: Path, meta: dict, cfg: Config) -> keras.Model | None:
+    """The optional encoder.keras (checked by _check_files when model.json lists it), in float32;
+    ModelError if it was trained for another generator or does not fit this one."""
+    from inpaint.encoder import ENCODER_FILE, check_encoder
+
+    if ENCODER_FILE not in meta["sha256"]:
+        return None
+    info = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}
+    if info.get("for_generator") != meta["sha256"].get("generator.keras"):
+        raise ModelError(f"{model_dir}/{ENCODER_FILE} was trained for another generator; "
+                         "train an encoder for this one (inpaint train-encoder) or remove it "
+                         f"and its entries from model.json")
+    enc = _load_network(model_dir, ENCODER_FILE)
+    check_encoder(enc, cfg.model, f"{model_dir}/{ENCODER_FILE}")
+    return cast_network(enc, "float32")
 
 
 def _read_meta(model_dir: Path) -> dict:
@@ -310,14 +332,15 @@ def _read_meta(model_dir: Path) -> dict:
 
 def _check_files(model_dir: Path, sums: dict, verify: bool) -> None:
     """Every model file present and, with `verify`, matching its checksum in model.json."""
-    for name in MODEL_FILES:
+    optional = [name for name in OPTIONAL_FILES if name in sums]
+    for name in (*MODEL_FILES, *optional):
         if not (model_dir / name).is_file():
             raise ModelError(f"{model_dir} is incomplete: {name} is missing")
         expected = sums.get(name)
         if verify and not isinstance(expected, str):  # a removed checksum must not skip the check
             raise ModelError(f"{model_dir}/model.json has no checksum for {name}; re-export the "
                              "model")
-        if verify and _sha256(model_dir / name) != expected:
+        if verify and sha256_file(model_dir / name) != expected:
             raise ModelError(f"{model_dir}/{name} does not match the checksum in model.json "
                              "(modified or corrupt); re-export the model")
 

@@ -23,13 +23,14 @@ import tensorflow as tf
 from inpaint import masks as masklib
 from inpaint.blend import poisson_blend
 from inpaint.config import DEFAULT_LR, OPTIMIZERS, PERCEPTUAL, SearchOptions
-from inpaint.errors import Diverged
+from inpaint.errors import Diverged, InpaintError
 from inpaint.images import to_float, to_uint8
 from inpaint.models import cast_networks, precision_policy
 from inpaint.ops import translate
 
-__all__ = ["DEFAULT_LR", "OPTIMIZERS", "PERCEPTUAL", "CompletionResult", "LatentSearch",
-           "SearchOptions", "blend", "complete", "initial_z", "paste"]
+__all__ = ["DEFAULT_LR", "OPTIMIZERS", "PERCEPTUAL", "CompletionResult", "Completer", "GeneratorFinetune",
+           "LatentSearch", "SearchOptions", "blend", "complete", "initial_z", "paste",
+           "search_losses", "use_encoder"]
 
 
 @dataclass
@@ -62,6 +63,36 @@ def blend(images: np.ndarray, generated: np.ndarray, masks: np.ndarray) -> np.nd
     return out
 
 
+def search_losses(generator, discriminator, opts: SearchOptions, z, shift, target, weights,
+                  lowres: bool = False):
+    """The search's objective: -> G(z) (translated by `shift` with opts.optimize_shift), total,
+    contextual, perceptual, each loss (N,). z (N, d); shift (N, 2); target (N, S, S, 3) float32 in
+    [-1, 1]; weights (N, S, S), the per-pixel weights of the contextual L1."""
+    g = generator(z, training=False)
+    if opts.optimize_shift:
+        g = translate(g, shift, "bilinear")
+    logits = tf.cast(discriminator(g, training=False), tf.float32)[:, 0]
+    if lowres:
+        k = masklib.LOWRES_BLOCK
+        pool = lambda x: tf.nn.avg_pool2d(x, k, k, "VALID")  # noqa: E731
+        contextual = tf.reduce_sum(tf.abs(pool(g) - pool(target)), axis=[1, 2, 3])
+    else:
+        contextual = tf.reduce_sum(tf.abs(weights[..., None] * (g - target)), axis=[1, 2, 3])
+    if opts.perceptual == "paper":
+        perceptual = -tf.nn.softplus(logits)  # log(1 - sigmoid(l))
+    else:
+        perceptual = tf.nn.softplus(-logits)  # -log sigmoid(l)
+    return g, contextual + opts.lam * perceptual, contextual, perceptual
+
+
+def adam_update(x, grad, m, v, t, lr, b1, b2):
+    """One Adam step (Kingma & Ba 2015) with bias correction: -> new x, m, v. t counts from 1."""
+    m = b1 * m + (1.0 - b1) * grad
+    v = b2 * v + (1.0 - b2) * tf.square(grad)
+    x = x - lr * (m / (1.0 - b1 ** t)) / (tf.sqrt(v / (1.0 - b2 ** t)) + 1e-8)
+    return x, m, v
+
+
 class LatentSearch:
     """The graph-compiled search step for one pair of networks; reusable across batches.
 
@@ -82,29 +113,11 @@ class LatentSearch:
 
     def _losses(self, z, shift, target, weights):
         """-> G(z) (translated by shift), total, contextual, perceptual; each loss (N,)."""
-        g = self.generator(z, training=False)
-        if self.opts.optimize_shift:
-            g = translate(g, shift, "bilinear")
-        logits = tf.cast(self.discriminator(g, training=False), tf.float32)[:, 0]
-        if self.lowres:
-            k = masklib.LOWRES_BLOCK
-            pool = lambda x: tf.nn.avg_pool2d(x, k, k, "VALID")  # noqa: E731
-            contextual = tf.reduce_sum(tf.abs(pool(g) - pool(target)), axis=[1, 2, 3])
-        else:
-            contextual = tf.reduce_sum(tf.abs(weights[..., None] * (g - target)), axis=[1, 2, 3])
-        if self.opts.perceptual == "paper":
-            perceptual = -tf.nn.softplus(logits)  # log(1 - sigmoid(l))
-        else:
-            perceptual = tf.nn.softplus(-logits)  # -log sigmoid(l)
-        total = contextual + self.opts.lam * perceptual
-        return g, total, contextual, perceptual
+        return search_losses(self.generator, self.discriminator, self.opts, z, shift, target,
+                             weights, self.lowres)
 
     def _adam(self, x, grad, m, v, t, lr):
-        b1, b2 = self.opts.momentum, self.opts.beta2
-        m = b1 * m + (1.0 - b1) * grad
-        v = b2 * v + (1.0 - b2) * tf.square(grad)
-        x = x - lr * (m / (1.0 - b1 ** t)) / (tf.sqrt(v / (1.0 - b2 ** t)) + 1e-8)
-        return x, m, v
+        return adam_update(x, grad, m, v, t, lr, self.opts.momentum, self.opts.beta2)
 
     def _step_fn(self, state, target, weights):
         """One update (compiled as `step`): state (initial_state's dict), target (N, S, S, 3)
@@ -173,6 +186,72 @@ class LatentSearch:
                 state["shift"].numpy())
 
 
+class GeneratorFinetune:
+    """After the z search, per image: a few Adam steps on the generator's weights minimising the
+    same objective plus `finetune_hold` times the squared distance of the weights to the trained
+    ones, so the known pixels fit closer while the generator stays a face model (the idea of
+    deep generative prior, Pan et al. 2020, and pivotal tuning, Roich et al. 2022; our variant:
+    z held at the search's result, every weight tuned, batch norm in inference mode).
+
+    Each image starts again from the trained weights, so its result never depends on the other
+    images of its batch. The caller's networks are not changed (the tuned one is a copy)."""
+
+    def __init__(self, generator, discriminator, opts: SearchOptions, lowres: bool = False):
+        import keras
+
+        self.opts, self.lowres, self.discriminator = opts.validate(), lowres, discriminator
+        self.generator = keras.models.clone_model(generator)
+        self.generator.set_weights(generator.get_weights())
+        self.variables = self.generator.trainable_variables
+        self.trained = [tf.constant(v) for v in self.variables]
+        self._m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+        self._v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
+        self.step = tf.function(self._step_fn)
+        self._loss = tf.function(self._losses)
+
+    def _losses(self, z, shift, target, weights):
+        return search_losses(self.generator, self.discriminator, self.opts, z, shift, target,
+                             weights, self.lowres)
+
+    def _step_fn(self, z, shift, target, weights, t):
+        o = self.opts
+        with tf.GradientTape() as tape:
+            g, total, contextual, perceptual = self._losses(z, shift, target, weights)
+            hold = tf.add_n([tf.reduce_sum(tf.square(v - w)) for v, w in
+                             zip(self.variables, self.trained)])
+            objective = tf.reduce_sum(total) + o.finetune_hold * hold
+        grads = tape.gradient(objective, self.variables)
+        for var, grad, m, v in zip(self.variables, grads, self._m, self._v):
+            new, m_new, v_new = adam_update(var, grad, m, v, t, o.finetune_lr, 0.9, 0.999)
+            var.assign(new)
+            m.assign(m_new)
+            v.assign(v_new)
+        return g, total, contextual, perceptual
+
+    def run(self, z: np.ndarray, shift: np.ndarray, target: np.ndarray, weights: np.ndarray):
+        """One image: z (1, d), shift (1, 2), target (1, S, S, 3), weights (1, S, S) -> (G'(z)
+        (1, S, S, 3), losses {name: (steps + 1, 1)} recorded before each step and after the
+        last). Diverged when a loss is not finite."""
+        for var, w, m, v in zip(self.variables, self.trained, self._m, self._v):
+            var.assign(w)
+            m.assign(tf.zeros_like(m))
+            v.assign(tf.zeros_like(v))
+        args = [tf.constant(a, tf.float32) for a in (z, shift, target, weights)]
+        history = {"total": [], "contextual": [], "perceptual": []}
+        for i in range(self.opts.finetune_steps + 1):
+            if i < self.opts.finetune_steps:
+                g, *losses = self.step(*args, tf.constant(i + 1.0))
+            else:
+                g, *losses = self._loss(*args)
+            for name, val in zip(history, losses):
+                history[name].append(val.numpy())
+            if not np.isfinite(history["total"][-1]).all():
+                raise Diverged(f"fine-tuning the generator diverged at step {i} (try a lower "
+                               f"finetune lr than {self.opts.finetune_lr:g}); nothing of this "
+                               "batch was saved")
+        return g.numpy(), {k: np.stack(v) for k, v in history.items()}
+
+
 def initial_z(n_images: int, restarts: int, z_dim: int, seeds: Sequence | None = None,
               seed: int = 0) -> np.ndarray:
     """Starting points: (n_images * restarts, z_dim) uniform in [-1, 1], image-major. With
@@ -187,15 +266,19 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
              options: SearchOptions | None = None, lowres: bool = False, blend_result: bool = True,
              seeds: Sequence | None = None,
              callback: Callable[[int, np.ndarray, np.ndarray, dict], None] | None = None,
-             search: LatentSearch | None = None) -> CompletionResult:
+             search: LatentSearch | None = None, encoder=None,
+             finetune: GeneratorFinetune | None = None) -> CompletionResult:
     """Complete B images.
 
     images: (B, S, S, 3) uint8; masks: (B, S, S) with 1 = known. With `lowres`, the search matches
     8x8 block means of the images instead of pixels (and nothing is pasted). `seeds`: one per image
     for its starting z (default: derived from options.seed and the position). `callback(iteration,
     generated (B, S, S, 3) float32, completions (B, S, S, 3) uint8, losses {name: (B,)})` sees the
-    current best restart of each image.
-    Returns a CompletionResult; `losses` are those of the winning restart of each image."""
+    current best restart of each image. `encoder` (inpaint.encoder) proposes the first restart's
+    z when options.init asks for it ("auto": when given and not `lowres`). With options.search
+    "finetune", the generator is then tuned per image (GeneratorFinetune; `finetune` reuses one).
+    Returns a CompletionResult; `losses` are those of the winning restart of each image (and
+    "finetune_<name>" (finetune_steps + 1, B) of the tuning)."""
     opts = (options or SearchOptions()).validate()
     images = np.asarray(images)
     masks = np.asarray(masks, np.float32)
@@ -209,6 +292,10 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
     target = np.repeat(to_float(images), k, axis=0)
     weights_k = np.repeat(weights, k, axis=0)
     z0 = initial_z(b, k, z_dim, seeds, opts.seed)
+    if use_encoder(opts, encoder, lowres):
+        from inpaint.encoder import propose
+
+        z0[::k] = propose(encoder, images, masks)  # the first restart of each image
 
     def best_of(total):  # (B*K,) -> index into B*K of each image's best restart
         return np.arange(b) * k + total.reshape(b, k).argmin(axis=1)
@@ -225,6 +312,65 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
     idx = best_of(history["total"][-1])
     losses = {name: val[:, idx] for name, val in history.items()}
     generated = g[idx]
+    if opts.search == "finetune" and opts.finetune_steps > 0:
+        finetune = finetune or GeneratorFinetune(search.generator, search.discriminator, opts,
+                                                 lowres)
+        generated, tuned = _finetune_each(finetune, z[idx], shifts[idx], target[idx],
+                                          weights_k[idx])
+        losses.update({f"finetune_{name}": val for name, val in tuned.items()})
     completed = paste(images, generated, paste_masks)
     blended = blend(images, generated, masks) if blend_result and not lowres else None
     return CompletionResult(z[idx], generated, completed, blended, losses, shifts[idx])
+
+
+class Completer:
+    """The search set up once for a model, options and mask kind, then called per batch: the
+    networks in the options' precision, one compiled LatentSearch, the model's encoder and, for
+    options.search "finetune", one GeneratorFinetune. `model`: a models.LoadedModel."""
+
+    def __init__(self, model, options: SearchOptions | None = None, lowres: bool = False):
+        self.options = (options or SearchOptions()).validate()
+        self.lowres = lowres
+        self.generator, self.discriminator = model.networks(self.options.precision)
+        self.encoder = getattr(model, "encoder", None)
+        use_encoder(self.options, self.encoder, lowres)  # refuse an impossible init up front
+        self.search = LatentSearch(self.generator, self.discriminator, self.options, lowres)
+        self._finetune: GeneratorFinetune | None = None
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray, *, seeds: Sequence | None = None,
+                 blend_result: bool = True, callback=None) -> CompletionResult:
+        """complete() of one batch (see there) with this set-up."""
+        if self.options.search == "finetune" and self._finetune is None:
+            self._finetune = GeneratorFinetune(self.generator, self.discriminator, self.options,
+                                               self.lowres)
+        return complete(self.generator, self.discriminator, images, masks, options=self.options,
+                        lowres=self.lowres, blend_result=blend_result, seeds=seeds,
+                        callback=callback, search=self.search, encoder=self.encoder,
+                        finetune=self._finetune)
+
+
+def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
+    """Whether the search starts from the encoder's proposal (see SearchOptions.init).
+    InpaintError when init "encoder" cannot be honoured."""
+    if opts.init == "random":
+        return False
+    if opts.init == "encoder":
+        if encoder is None:
+            raise InpaintError("init 'encoder' needs a model with an encoder (inpaint "
+                               "train-encoder); this one has none: use init 'random'")
+        if lowres:
+            raise InpaintError("init 'encoder' does not apply to lowres masks (the encoder "
+                               "reads pixels); use init 'random'")
+        return True
+    return encoder is not None and not lowres
+
+
+def _finetune_each(finetune: GeneratorFinetune, z, shifts, target, weights):
+    """Tune the generator for each image alone -> (generated (B, S, S, 3), losses (steps + 1, B))."""
+    outs, hist = [], []
+    for i in range(len(z)):
+        g, losses = finetune.run(z[i:i + 1], shifts[i:i + 1], target[i:i + 1], weights[i:i + 1])
+        outs.append(g)
+        hist.append(losses)
+    return np.concatenate(outs), {name: np.concatenate([h[name] for h in hist], axis=1)
+                                  for name in hist[0]}

@@ -61,3 +61,17 @@ def tiny_model(tiny_run):
     from inpaint.models import load_model
 
     return load_model(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_run(tiny_run, tmp_path_factory):
+    """An encoder trained a few steps for the tiny model: its run directory (model/ holds the
+    tiny model with encoder.keras)."""
+    from inpaint.encoder import EncoderConfig, train_encoder
+    from inpaint.models import load_model
+
+    base = tmp_path_factory.mktemp("tiny_encoder")
+    data = write_faces(base / "faces", n=16)
+    cfg = EncoderConfig(filters=4, steps=4, batch_size=8, checkpoint_every=2, precision="float32")
+    train_encoder(load_model(tiny_run), [data], base / "run", cfg)
+    return base / "run"

@@ -153,3 +153,29 @@ def test_cli_complete_exit_codes(tiny_run, tmp_path):
     r = run_cli("complete", src / "000.png", "--outDir", tmp_path / "o5", "--model", tiny_run,
                 "--mask", mask, "-q")
     assert r.exit_code == 1 and "m.png is 7x7" in r.output
+
+
+def test_finetune_search_through_files_is_batch_independent_exact_and_resumable(model, tmp_path):
+    from inpaint.errors import RunDirError
+
+    src = write_faces(tmp_path / "in", n=3, size=(16, 16))
+    inputs = sorted(src.iterdir())
+    opts = SearchOptions(iters=3, search="finetune", finetune_steps=3, finetune_lr=1e-3,
+                         precision="float32")
+    outs = {}
+    for bs in (1, 3):
+        outs[bs] = tmp_path / f"out{bs}"
+        complete_files(inputs, outs[bs], model, mask=MaskSpec("center"), options=opts,
+                       batch_size=bs, progress=False)
+    m = build_mask("center", 16) > 0.5
+    for p in inputs:
+        a = np.asarray(Image.open(outs[1] / "completed" / p.name), np.int16)
+        b = np.asarray(Image.open(outs[3] / "completed" / p.name), np.int16)
+        assert np.abs(a - b).max() <= 1  # float rounding of the z search, at most one level
+        assert (a[m] == np.asarray(Image.open(p))[m]).all()
+    s = complete_files(inputs, outs[3], model, mask=MaskSpec("center"), options=opts,
+                       progress=False)
+    assert len(s.skipped) == 3
+    with pytest.raises(RunDirError, match="search"):
+        complete_files(inputs, outs[3], model, mask=MaskSpec("center"),
+                       options=SearchOptions(iters=3, precision="float32"), progress=False)

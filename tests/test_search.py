@@ -186,3 +186,39 @@ def test_auto_precision_searches_in_what_the_hardware_computes_natively(model, m
         search = LatentSearch(model.generator, model.discriminator, SearchOptions())
         assert SearchOptions().precision == "auto"
         assert network_policy(search.generator) == policy
+
+
+def test_finetune_fits_the_context_closer_keeps_known_pixels_and_leaves_the_model(model):
+    from inpaint.search import Completer
+
+    images = faces(3)
+    masks = np.stack([build_mask("center", 16)] * 3)
+    before = [w.copy() for w in model.generator.get_weights()]
+    opts = SearchOptions(iters=3, search="finetune", finetune_steps=5, finetune_lr=1e-3,
+                         precision="float32")
+    r = Completer(model, opts)(images, masks)
+    tuned = r.losses["finetune_contextual"]
+    assert tuned.shape == (6, 3)
+    np.testing.assert_allclose(tuned[0], r.losses["contextual"][-1], rtol=1e-4)  # starts at z's
+    assert (tuned[-1] < tuned[0]).all()
+    known = masks > 0.5
+    assert (r.completed[known] == images[known]).all() and (r.blended[known] == images[known]).all()
+    for a, b in zip(before, model.generator.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the caller's generator is not tuned
+
+
+def test_finetune_results_do_not_depend_on_the_batch(model):
+    from inpaint.search import Completer
+
+    images = faces(3)
+    masks = np.stack([build_mask("left", 16)] * 3)
+    seeds = [[0, i] for i in range(3)]
+    run = Completer(model, SearchOptions(iters=2, search="finetune", finetune_steps=3,
+                                         finetune_lr=1e-3, precision="float32"))
+    whole = run(images, masks, seeds=seeds)
+    alone = run(images[2:], masks[2:], seeds=seeds[2:])
+    # each image is tuned alone from the trained weights, so the batch only changes the z
+    # search's float rounding (as test_results_do_not_depend_on_the_batch allows)
+    np.testing.assert_allclose(whole.generated[2], alone.generated[0], atol=1e-4)
+    np.testing.assert_allclose(whole.losses["finetune_total"][:, 2],
+                               alone.losses["finetune_total"][:, 0], rtol=1e-4)

@@ -1,0 +1,425 @@
+"""An encoder that proposes the latent code for a completion: E(masked face, mask) -> z, trained so
+that G(E(x, M)) is close to the face x, for a fixed, already trained generator G.
+
+The search (inpaint.search) then starts from E's proposal instead of a random z, so it needs far
+fewer iterations (measured: docs/search.md). The encoder is trained on two kinds of pairs per batch:
+  - generated faces x = G(z) with z ~ U[-1, 1]^d, where the answer z is known: an L2 loss on z;
+  - real faces, whose hole is known at training time (the mask is ours): an L1 loss on G(E(x)).
+Both use random masks of the kinds users ask for (centre holes, halves, random pixels, boxes).
+
+A run directory holds encoder.json (the settings and the generator they are for), checkpoints/
+(resumable), metrics.jsonl, and at the end model/: the generator's model directory with
+encoder.keras added (model.json lists its checksum and what it was trained for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from inpaint import __version__
+from inpaint.config import DataConfig, ModelConfig
+from inpaint.errors import ConfigError, Interrupted, ModelError, RunDirError
+from inpaint.hardware import resolve_precision
+
+log = logging.getLogger(__name__)
+
+ENCODER_FILE = "encoder.keras"
+SETTINGS_FILE = "encoder.json"
+
+
+@dataclass
+class EncoderConfig:
+    """How an encoder is trained. Defaults: measured on the shipped 64-px face model."""
+
+    filters: int = 32  # first convolution; doubles per stage like the discriminator, at half its
+    #                    width: 1.6 M weights, 3 MB in float16 (the package's 30 MB budget)
+    steps: int = 3000
+    batch_size: int = 64  # half generated faces (z known), half real faces
+    lr: float = 2e-4  # Adam, the DCGAN rate
+    beta1: float = 0.9
+    latent_weight: float = 1.0  # weight of the L2 loss on z for generated faces
+    seed: int = 0
+    precision: str = "auto"  # as training: mixed bfloat16 where native, else float32
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    log_every: int = 20
+
+    def validate(self) -> EncoderConfig:
+        for name in ("filters", "steps", "batch_size", "checkpoint_every", "keep_checkpoints",
+                     "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"encoder {name} must be a whole number >= 1, got {value!r}")
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ConfigError(f"encoder batch size must be even and >= 2 (half generated, half "
+                              f"real faces), got {self.batch_size}")
+        for name in ("lr", "beta1", "latent_weight"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"encoder {name} must be a finite number >= 0, got {value}")
+        if self.lr == 0 or self.beta1 >= 1:
+            raise ConfigError("encoder lr must be > 0 and beta1 < 1")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.precision not in ("auto", "float32", "mixed_bfloat16", "mixed_float16"):
+            raise ConfigError("encoder precision must be auto, float32, mixed_bfloat16 or mixed_float16")
+        return self
+
+    # keys that may differ when a run resumes: they schedule the run, not what it learns
+    RESUMABLE = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "precision")
+
+
+# ----------------------------------------------------------------------------- the network
+
+def build_encoder(cfg: ModelConfig, filters: int = 32, dtype: str = "float32") -> keras.Model:
+    """(B, S, S, C + 1): the face with its hole zeroed and the mask (1 = known) -> z (B, z_dim)
+    float32 in (-1, 1). The discriminator's layout (stride-2 convolutions, leaky ReLU) without
+    batch norm, so a face's proposal never depends on the rest of its batch, then tanh."""
+    inp = keras.Input((cfg.image_size, cfg.image_size, cfg.channels + 1), name="masked_face")
+    x = inp
+    for i in range(cfg.n_up):
+        x = layers.Conv2D(filters * 2 ** i, cfg.kernel_size, strides=2, padding="same",
+                          kernel_initializer=keras.initializers.HeNormal(), name=f"e_conv{i}",
+                          dtype=dtype)(x)
+        x = layers.LeakyReLU(negative_slope=cfg.leak, name=f"e_lrelu{i}", dtype=dtype)(x)
+    x = layers.Flatten(name="e_flatten", dtype=dtype)(x)
+    x = layers.Dense(cfg.z_dim, kernel_initializer=keras.initializers.GlorotUniform(),
+                     name="e_z", dtype=dtype)(x)
+    z = layers.Activation("tanh", name="e_tanh", dtype="float32")(x)
+    return keras.Model(inp, z, name="encoder")
+
+
+def encoder_input(images, masks):
+    """images (B, S, S, C) float in [-1, 1], masks (B, S, S) with 1 = known -> (B, S, S, C + 1):
+    the hole set to 0 (mid-grey), the mask as the last channel."""
+    m = tf.cast(masks, tf.float32)[..., None]
+    return tf.concat([tf.cast(images, tf.float32) * m, m], axis=-1)
+
+
+def propose(encoder: keras.Model, images: np.ndarray, masks: np.ndarray,
+            batch_size: int = 256) -> np.ndarray:
+    """E's z for each face: images (B, S, S, C) uint8, masks (B, S, S) -> (B, z_dim) float32 in
+    [-1, 1]. Each row depends only on its own face and mask."""
+    from inpaint.images import to_float
+
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = encoder_input(to_float(np.asarray(images[i:i + batch_size])),
+                          np.asarray(masks[i:i + batch_size], np.float32))
+        out.append(np.asarray(encoder(x, training=False), np.float32))
+    if not out:
+        return np.zeros((0, int(encoder.output_shape[-1])), np.float32)
+    return np.clip(np.concatenate(out), -1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- training masks
+
+TRAINING_MASK_KINDS = ("center", "half", "random", "box", "band")
+
+
+def training_masks(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """n random masks (n, size, size) float32, 1 = known, of the kinds users ask for, each kind
+    equally often: a centred square hole of random side (25-75% of the image, jittered), a half
+    (left/right/top/bottom), random missing pixels (50-95% missing), a random box, and a
+    horizontal band (eyes, mouth)."""
+    masks = np.ones((n, size, size), np.float32)
+    kinds = rng.integers(0, len(TRAINING_MASK_KINDS), n)
+    for i, k in enumerate(kinds):
+        kind = TRAINING_MASK_KINDS[k]
+        if kind == "center":
+            side = int(rng.uniform(0.25, 0.75) * size)
+            c = size // 2 + rng.integers(-size // 16, size // 16 + 1, 2)
+            y0, x0 = np.clip(c - side // 2, 0, size - side)
+            masks[i, y0:y0 + side, x0:x0 + side] = 0.0
+        elif kind == "half":
+            half, side = size // 2, rng.integers(4)
+            region = [np.s_[:, :half], np.s_[:, half:], np.s_[:half, :], np.s_[half:, :]][side]
+            masks[i][region] = 0.0
+        elif kind == "random":
+            masks[i][rng.random((size, size)) < rng.uniform(0.5, 0.95)] = 0.0
+        elif kind == "box":
+            h, w = (rng.uniform(0.15, 0.6, 2) * size).astype(int) + 1
+            y0, x0 = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+            masks[i, y0:y0 + h, x0:x0 + w] = 0.0
+        else:  # band
+            h = int(rng.uniform(0.12, 0.3) * size) + 1
+            y0 = rng.integers(size // 5, size - h - size // 8)
+            masks[i, y0:y0 + h, size // 8:size - size // 8] = 0.0
+    return masks
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+class EncoderTrainer:
+    """The encoder, its optimizer and the compiled train step for one frozen generator."""
+
+    def __init__(self, generator: keras.Model, model_cfg: ModelConfig, cfg: EncoderConfig):
+        self.cfg = cfg.validate()
+        self.precision = resolve_precision(cfg.precision, training=True)
+        from inpaint.models import cast_network
+
+        self.generator = cast_network(generator, self.precision)
+        self.model_cfg = model_cfg
+        self.encoder = build_encoder(model_cfg, cfg.filters, self.precision)
+        self.opt = keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta1)
+        self.opt.build(self.encoder.trainable_variables)
+        self.step = 0
+        self._train = tf.function(self._train_fn)
+
+    def _train_fn(self, z, fake_masks, real, real_masks):
+        fake = tf.stop_gradient(self.generator(z, training=False))
+        x = tf.concat([fake, real], 0)
+        m = tf.concat([fake_masks, real_masks], 0)
+        n = tf.shape(z)[0]
+        with tf.GradientTape() as tape:
+            zhat = self.encoder(encoder_input(x, m), training=True)
+            recon = tf.cast(self.generator(zhat, training=False), tf.float32)
+            err = tf.abs(recon - x)  # (B, S, S, C)
+            known = m[..., None]
+            known_l1 = tf.reduce_sum(known * err, [1, 2, 3]) / (
+                tf.reduce_sum(known, [1, 2, 3]) * x.shape[-1] + 1.0)
+            image_loss = tf.reduce_mean(known_l1) + tf.reduce_mean(err)
+            latent_loss = tf.reduce_mean(tf.square(zhat[:n] - z))
+            loss = image_loss + self.cfg.latent_weight * latent_loss
+        grads = tape.gradient(loss, self.encoder.trainable_variables)
+        self.opt.apply_gradients(zip(grads, self.encoder.trainable_variables))
+        return {"loss": loss, "image_l1": tf.reduce_mean(err), "known_l1": tf.reduce_mean(known_l1),
+                "latent_l2": latent_loss}
+
+    def batch(self, faces: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The inputs of step `self.step`, a function of the seed and the step only (so a resumed
+        run sees what an uninterrupted one would): z, their masks, real faces, their masks."""
+        from inpaint.images import to_float
+
+        rng = np.random.default_rng([self.cfg.seed, self.step])
+        half, size = self.cfg.batch_size // 2, self.model_cfg.image_size
+        z = rng.uniform(-1.0, 1.0, (half, self.model_cfg.z_dim)).astype(np.float32)
+        real = faces[rng.integers(0, len(faces), half)]
+        flip = rng.random(half) < 0.5
+        real = np.where(flip[:, None, None, None], real[:, :, ::-1], real)
+        return (z, training_masks(rng, half, size), to_float(real),
+                training_masks(rng, half, size))
+
+    def train_step(self, faces: np.ndarray) -> dict[str, float]:
+        losses = {k: float(v) for k, v in self._train(*self.batch(faces)).items()}
+        self.step += 1
+        return losses
+
+    # -- checkpoints (the layout of inpaint.train's: ckpt-<step> folders, written whole) ----
+
+    def save_checkpoint(self, ckpt_root: Path, keep: int) -> Path:
+        from inpaint.train import list_checkpoints
+
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        final = ckpt_root / f"ckpt-{self.step:07d}"
+        if final.exists():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=ckpt_root))
+        try:
+            self.encoder.save_weights(tmp / "encoder.weights.h5")
+            np.savez(tmp / "state.npz", **{f"opt_{i:04d}": np.asarray(v.numpy())
+                                           for i, v in enumerate(self.opt.variables)})
+            (tmp / "state.json").write_text(json.dumps({"step": self.step, "time": time.time(),
+                                                        "inpaint_version": __version__}))
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in list_checkpoints(ckpt_root)[:-keep]:
+            doomed = ckpt_root / f".tmp-old-{old.name}"
+            os.rename(old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        return final
+
+    def restore_latest(self, ckpt_root: Path) -> Path | None:
+        """Load the newest checkpoint that loads (older ones when it is damaged); None when there
+        is none. RunDirError when there are checkpoints and none loads."""
+        from inpaint.models import first_non_finite_weight
+        from inpaint.train import list_checkpoints
+
+        found = list_checkpoints(ckpt_root)
+        for path in reversed(found):
+            try:
+                self.encoder.load_weights(path / "encoder.weights.h5")
+                if (bad := first_non_finite_weight(self.encoder)) is not None:
+                    raise RunDirError(f"weight {bad} holds NaN or infinite values")
+                with np.load(path / "state.npz", allow_pickle=False) as state:
+                    keys = sorted(k for k in state.files if k.startswith("opt_"))
+                    if len(keys) != len(self.opt.variables):
+                        raise RunDirError("optimizer state does not match the encoder")
+                    for v, k in zip(self.opt.variables, keys):
+                        v.assign(state[k])
+                self.step = int(json.loads((path / "state.json").read_text())["step"])
+                return path
+            except (OSError, ValueError, KeyError, RunDirError) as exc:
+                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
+        if found:
+            raise RunDirError(f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded;"
+                              " move them aside to start the encoder over")
+        return None
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class EncoderResult:
+    run_dir: Path
+    model_dir: Path | None
+    step: int
+    seconds: float
+    last: dict
+
+
+def _settings(model, cfg: EncoderConfig, datasets: Sequence[Path]) -> dict:
+    return {"encoder": dataclasses.asdict(cfg), "generator": model.identity,
+            "datasets": [str(d) for d in datasets], "inpaint_version": __version__}
+
+
+def _open_settings(run_dir: Path, settings: dict, cfg: EncoderConfig, write: bool = True) -> None:
+    """Write encoder.json for a new run (with `write`); for a resumed one check it trains the
+    same encoder for the same generator (RunDirError naming what differs)."""
+    path = run_dir / SETTINGS_FILE
+    if not path.is_file():
+        if not write:
+            return
+        from inpaint.images import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps(settings, indent=2).encode("utf-8"))
+        return
+    try:
+        old = json.loads(path.read_text("utf-8"))
+        old_cfg, old_sha = old["encoder"], old["generator"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path} is unreadable ({exc}); use a new --out-dir") from None
+    if old_sha.get("generator.keras") != settings["generator"]["sha256"].get("generator.keras"):
+        raise RunDirError(f"{run_dir} trains an encoder for another generator; use a new "
+                          "--out-dir or the same --model")
+    differ = [k for k, v in dataclasses.asdict(cfg).items()
+              if k not in EncoderConfig.RESUMABLE and old_cfg.get(k) != v]
+    if differ:
+        raise RunDirError(f"{run_dir} was started with other settings ({', '.join(differ)}); "
+                          "resume it with the same ones or use a new --out-dir")
+
+
+def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
+                  cfg: EncoderConfig | None = None, *, progress: bool = False) -> EncoderResult:
+    """Train (or resume) an encoder for `model` (a LoadedModel) on the aligned faces below
+    `datasets`, into `run_dir`; export run_dir/model at the end. Ctrl-C saves a checkpoint and
+    raises Interrupted."""
+    from inpaint.data import load_face_dataset
+    from inpaint.locks import lock_folder
+    from inpaint.records import JsonlLog
+
+    cfg = (cfg or EncoderConfig()).validate()
+    run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
+    with lock_folder(run_dir, "inpaint train-encoder"):
+        settings = _settings(model, cfg, datasets)
+        _open_settings(run_dir, settings, cfg, write=False)  # a mismatch fails before loading
+        faces = load_face_dataset(datasets, model.config.model.image_size, DataConfig(),
+                                  progress=progress).images
+        _open_settings(run_dir, settings, cfg)
+        trainer = EncoderTrainer(model.generator, model.config.model, cfg)
+        ckpt_root = run_dir / "checkpoints"
+        if (resumed := trainer.restore_latest(ckpt_root)) is not None:
+            log.info("resumed from %s", resumed)
+        t0, last = time.time(), {}
+        with JsonlLog(run_dir / "metrics.jsonl", flush=True) as metrics:
+            try:
+                last = _loop(trainer, faces, ckpt_root, metrics, progress)
+            except KeyboardInterrupt:
+                trainer.save_checkpoint(ckpt_root, cfg.keep_checkpoints)
+                raise Interrupted(f"stopped at step {trainer.step}; run the same command to "
+                                  "resume") from None
+        trainer.save_checkpoint(ckpt_root, cfg.keep_checkpoints)
+        out = export_with_encoder(model, trainer.encoder, run_dir / "model", {
+            "steps": trainer.step, "filters": cfg.filters, "precision": trainer.precision,
+            "datasets": [str(d) for d in datasets], "training_images": int(len(faces)),
+            "last_losses": last})
+        return EncoderResult(run_dir, out, trainer.step, time.time() - t0, last)
+
+
+def _loop(trainer: EncoderTrainer, faces: np.ndarray, ckpt_root: Path, metrics,
+          progress: bool) -> dict:
+    from tqdm import tqdm
+
+    cfg, last = trainer.cfg, {}
+    with tqdm(total=cfg.steps, initial=min(trainer.step, cfg.steps), disable=not progress,
+              unit="step", desc="encoder") as bar:
+        while trainer.step < cfg.steps:
+            t = time.time()
+            last = trainer.train_step(faces)
+            if not all(math.isfinite(v) for v in last.values()):
+                raise RunDirError(f"the encoder's loss became NaN or infinite at step "
+                                  f"{trainer.step}; resume from the last checkpoint with a lower "
+                                  "lr")
+            if trainer.step % cfg.log_every == 0:
+                metrics.write({"step": trainer.step, "seconds": round(time.time() - t, 4),
+                               **{k: round(v, 6) for k, v in last.items()}})
+            if trainer.step % cfg.checkpoint_every == 0:
+                trainer.save_checkpoint(ckpt_root, cfg.keep_checkpoints)
+            bar.update(1)
+            bar.set_postfix(image_l1=f"{last['image_l1']:.3f}", z=f"{last['latent_l2']:.3f}")
+    return last
+
+
+# ----------------------------------------------------------------------------- export / load
+
+def export_with_encoder(model, encoder: keras.Model, out_dir: str | Path,
+                        info: dict | None = None) -> Path:
+    """Write `out_dir`: the model directory of `model` (its files copied unchanged) with
+    `encoder.keras` (float16 storage) added and listed in model.json. Written to a temporary
+    folder that then replaces `out_dir`."""
+    from inpaint.models import MODEL_FILES, cast_network, sha256_file
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        for name in MODEL_FILES:
+            shutil.copyfile(model.path / name, tmp / name)
+        stored = cast_network(encoder, "float16")
+        stored.save(tmp / ENCODER_FILE)
+        meta = json.loads((model.path / "model.json").read_text("utf-8"))
+        meta["sha256"] = {**meta["sha256"], ENCODER_FILE: sha256_file(tmp / ENCODER_FILE)}
+        meta["encoder"] = {"for_generator": meta["sha256"]["generator.keras"],
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})}
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def check_encoder(encoder: keras.Model, model_cfg: ModelConfig, where: str) -> None:
+    """ModelError unless `encoder` maps (S, S, C + 1) to (z_dim,)."""
+    s, c, zd = model_cfg.image_size, model_cfg.channels, model_cfg.z_dim
+    if (tuple(encoder.input_shape[1:]) != (s, s, c + 1)
+            or tuple(encoder.output_shape[1:]) != (zd,)):
+        raise ModelError(f"{where}: the encoder maps {encoder.input_shape} -> "
+                         f"{encoder.output_shape}, not {s}x{s}x{c + 1} -> {zd} as the generator "
+                         "needs")

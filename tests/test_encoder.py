@@ -1,0 +1,203 @@
+"""The encoder that proposes z (inpaint.encoder): network, masks, training, resume, export, and
+its use as the search's starting point."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from inpaint.encoder import (
+    TRAINING_MASK_KINDS,
+    EncoderConfig,
+    EncoderTrainer,
+    build_encoder,
+    propose,
+    training_masks,
+)
+from inpaint.errors import ConfigError, InpaintError, ModelError, RunDirError
+from inpaint.masks import build_mask
+
+
+def faces(n=3, size=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_training_masks_are_binary_reproducible_and_have_holes():
+    a = training_masks(np.random.default_rng(3), 200, 16)
+    b = training_masks(np.random.default_rng(3), 200, 16)
+    assert a.shape == (200, 16, 16) and a.dtype == np.float32
+    assert set(np.unique(a)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(a, b)
+    missing = 1.0 - a.mean(axis=(1, 2))
+    assert (missing > 0).all() and (missing < 1).all()  # every mask has a hole and a context
+    assert len(TRAINING_MASK_KINDS) == 5
+
+
+def test_encoder_maps_a_masked_face_to_z_in_the_box_independently_of_the_batch(tiny_cfg):
+    enc = build_encoder(tiny_cfg.model, filters=4)
+    assert tuple(enc.input_shape[1:]) == (16, 16, 4) and tuple(enc.output_shape[1:]) == (8,)
+    images, masks = faces(5), np.stack([build_mask("center", 16)] * 5)
+    z = propose(enc, images, masks)
+    assert z.shape == (5, 8) and np.abs(z).max() <= 1.0
+    np.testing.assert_allclose(propose(enc, images[3:4], masks[3:4]), z[3:4], atol=1e-6)
+    # the hole's pixels do not reach the encoder
+    changed = images.copy()
+    changed[:, 6:10, 6:10] = 255 - changed[:, 6:10, 6:10]
+    np.testing.assert_array_equal(propose(enc, changed, masks), z)
+
+
+def test_encoder_config_refuses_bad_values():
+    for bad in (dict(batch_size=7), dict(lr=float("nan")), dict(steps=0), dict(seed=-1),
+                dict(precision="float64"), dict(beta1=1.0)):
+        with pytest.raises(ConfigError):
+            EncoderConfig(**bad).validate()
+
+
+def test_an_interrupted_encoder_run_resumes_to_the_same_weights(tiny_model, tmp_path):
+    data = faces(16)
+    cfg = EncoderConfig(filters=4, batch_size=8, precision="float32")
+
+    def trainer(start=None):
+        tr = EncoderTrainer(tiny_model.generator, tiny_model.config.model, cfg)
+        if start is not None:
+            tr.encoder.set_weights(start.encoder.get_weights())
+        return tr
+
+    straight = trainer()
+    first = trainer(start=straight)  # the same start
+    for _ in range(4):
+        straight.train_step(data)
+    for _ in range(2):
+        first.train_step(data)
+    first.save_checkpoint(tmp_path / "ckpt", keep=2)
+    resumed = trainer()
+    assert resumed.restore_latest(tmp_path / "ckpt").name == "ckpt-0000002"
+    for _ in range(2):
+        resumed.train_step(data)
+    assert resumed.step == straight.step == 4
+    for a, b in zip(resumed.encoder.get_weights(), straight.encoder.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first.encoder.get_weights()[0], straight.encoder.get_weights()[0])
+
+
+def test_the_train_step_fits_a_fixed_batch(tiny_model, monkeypatch):
+    """Steps on one batch held fixed must lower its loss (what the step computes is a loss its
+    update descends)."""
+    cfg = EncoderConfig(filters=8, batch_size=16, lr=1e-3, precision="float32")
+    tr = EncoderTrainer(tiny_model.generator, tiny_model.config.model, cfg)
+    fixed = tr.batch(faces(16))
+    monkeypatch.setattr(tr, "batch", lambda _faces: fixed)
+    losses = [tr.train_step(None)["loss"] for _ in range(40)]
+    assert np.mean(losses[-5:]) < 0.7 * losses[0]
+
+
+def test_train_encoder_exports_a_model_that_loads_with_its_encoder(tiny_encoder_run):
+    from inpaint.models import load_model
+
+    model = load_model(tiny_encoder_run / "model")
+    assert model.encoder is not None
+    meta = json.loads((tiny_encoder_run / "model" / "model.json").read_text())
+    assert meta["encoder"]["steps"] == 4
+    assert meta["encoder"]["for_generator"] == meta["sha256"]["generator.keras"]
+    ckpts = sorted(p.name for p in (tiny_encoder_run / "checkpoints").iterdir())
+    assert ckpts == ["ckpt-0000002", "ckpt-0000004"]
+
+
+def test_an_encoder_for_another_generator_or_a_changed_file_is_refused(tiny_encoder_run,
+                                                                        tmp_path):
+    from inpaint.models import load_model
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_encoder_run / "model", other)
+    meta = json.loads((other / "model.json").read_text())
+    meta["encoder"]["for_generator"] = "0" * 64
+    (other / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="another generator"):
+        load_model(other)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_encoder_run / "model", damaged)
+    with open(damaged / "encoder.keras", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ModelError, match="encoder.keras"):
+        load_model(damaged)
+    (damaged / "encoder.keras").unlink()
+    with pytest.raises(ModelError, match="encoder.keras is missing"):
+        load_model(damaged)
+
+
+def test_a_resumed_encoder_run_with_other_settings_is_refused(tiny_encoder_run, tiny_run, tmp_path):
+    from inpaint.encoder import train_encoder
+    from inpaint.models import load_model
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_encoder_run, run)
+    settings = json.loads((run / "encoder.json").read_text())
+    with pytest.raises(RunDirError, match="filters"):
+        train_encoder(load_model(tiny_run), settings["datasets"], run,
+                      EncoderConfig(filters=8, steps=6, batch_size=8, precision="float32"))
+
+
+def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
+    from inpaint.models import load_model
+    from inpaint.search import Completer, SearchOptions
+
+    model = load_model(tiny_encoder_run / "model")
+    images, masks = faces(3), np.stack([build_mask("left", 16)] * 3)
+    proposed = propose(model.encoder, images, masks)
+    for init in ("encoder", "auto"):
+        r = Completer(model, SearchOptions(iters=0, init=init, precision="float32"))(
+            images, masks)
+        np.testing.assert_allclose(r.z, proposed, atol=1e-6)
+    # restarts: the first starts from the encoder, the others at random; the best one wins
+    r = Completer(model, SearchOptions(iters=0, init="encoder", restarts=3,
+                                       precision="float32"))(images, masks)
+    rand = Completer(model, SearchOptions(iters=0, init="random", restarts=3,
+                                          precision="float32"))(images, masks)
+    assert (r.losses["total"][-1] <= rand.losses["total"][-1] + 1e-4).all() or \
+        not np.allclose(r.z, rand.z)
+    assert not np.allclose(Completer(model, SearchOptions(iters=0, init="random"))(
+        images, masks).z, proposed)
+
+
+def test_init_encoder_without_an_encoder_or_with_lowres_masks_is_refused(tiny_model,
+                                                                          tiny_encoder_run):
+    from inpaint.models import load_model
+    from inpaint.search import Completer, SearchOptions
+
+    with pytest.raises(InpaintError, match="has none"):
+        Completer(tiny_model, SearchOptions(init="encoder"))
+    with pytest.raises(InpaintError, match="lowres"):
+        Completer(load_model(tiny_encoder_run / "model"), SearchOptions(init="encoder"),
+                  lowres=True)
+    # auto falls back to random there
+    Completer(tiny_model, SearchOptions(init="auto"))
+    Completer(load_model(tiny_encoder_run / "model"), SearchOptions(init="auto"), lowres=True)
+
+
+def test_train_encoder_cli_resumes_and_complete_uses_the_encoder(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from inpaint.cli import cli
+
+    from .conftest import write_faces
+
+    data = write_faces(tmp_path / "faces", n=8)
+    run = tmp_path / "enc"
+    args = ["train-encoder", "--model", str(tiny_run), "-o", str(run), "--filters", "4",
+            "--batch-size", "8", "--precision", "float32", "-q"]
+    r = CliRunner().invoke(cli, args + ["--dataset", str(data), "--steps", "2"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, args + ["--steps", "3"])  # resumes; the dataset is recorded
+    assert r.exit_code == 0, r.output
+    assert "step 3" in r.output
+    r = CliRunner().invoke(cli, args + ["--steps", "3", "--batch-size", "7"])
+    assert r.exit_code == 2
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["complete", str(data), "-o", str(out), "--model",
+                                 str(run / "model"), "--init", "encoder", "--iters", "2", "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(list((out / "completed").iterdir())) == 8
+    r = CliRunner().invoke(cli, ["complete", str(data), "-o", str(tmp_path / "o2"), "--model",
+                                 str(tiny_run), "--init", "encoder", "--iters", "2", "-q"])
+    assert r.exit_code != 0 and "has none" in r.output and "Traceback" not in r.output

@@ -162,9 +162,11 @@ DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
 # Where each search starts: the model's encoder (inpaint.encoder) or a uniform random z; "auto":
 # the encoder where the model has one and the mask is in pixels (not lowres), else random.
 INITS = ("auto", "encoder", "random")
-# What the search changes: z only (Yeh et al.), or z and then, per image, the generator's
-# weights held close to the trained ones (the idea of Pan et al. 2020's deep generative prior).
-SEARCH_KINDS = ("z", "finetune")
+# What the search changes: z only (Yeh et al.); several codes whose generator features are mixed
+# with learned per-channel weights (multi-code GAN prior, Gu et al., CVPR 2020); or z and then,
+# per image, the generator's weights held close to the trained ones (the idea of Pan et al.
+# 2020's deep generative prior).
+SEARCH_KINDS = ("z", "multi-code", "finetune")
 
 
 @dataclass
@@ -187,6 +189,8 @@ class SearchOptions:
     shift_lr: float = 0.05  # pixels per Adam step
     init: str = "auto"  # INITS; with restarts > 1 the first restart starts from the encoder
     search: str = "z"  # SEARCH_KINDS
+    codes: int = 8  # multi-code: latent codes per image
+    code_stage: int = 1  # multi-code: the codes' features are mixed after this upsampling stage
     finetune_steps: int = 30  # Adam steps on the generator's weights, per image, after the z search
     finetune_lr: float = 1e-4
     finetune_hold: float = 10.0  # weight of the squared distance of the weights to the trained ones
@@ -225,6 +229,9 @@ class SearchOptions:
         if self.search not in SEARCH_KINDS:
             raise InpaintError(f"search must be one of {', '.join(SEARCH_KINDS)}, got "
                                f"{self.search!r}")
+        if self.codes < 1 or self.code_stage < 0:
+            raise InpaintError(f"codes must be >= 1 and code stage >= 0, got {self.codes} and "
+                               f"{self.code_stage}")
         if self.finetune_steps < 0 or self.finetune_lr <= 0 or self.finetune_hold < 0:
             raise InpaintError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self

@@ -28,9 +28,10 @@ from inpaint.images import to_float, to_uint8
 from inpaint.models import cast_networks, precision_policy
 from inpaint.ops import translate
 
-__all__ = ["DEFAULT_LR", "OPTIMIZERS", "PERCEPTUAL", "CompletionResult", "Completer", "GeneratorFinetune",
-           "LatentSearch", "SearchOptions", "blend", "complete", "initial_z", "paste",
-           "search_losses", "use_encoder"]
+__all__ = ["DEFAULT_LR", "OPTIMIZERS", "PERCEPTUAL", "CompletionResult", "Completer",
+           "GeneratorFinetune", "LatentSearch", "MultiCodeSearch", "SearchOptions", "blend",
+           "complete", "initial_z", "make_search", "paste", "search_losses", "split_generator",
+           "use_encoder"]
 
 
 @dataclass
@@ -38,7 +39,8 @@ class CompletionResult:
     """Arrays for B images of size S. Losses are per image, recorded before every update and once
     after the last: shape (iters + 1, B)."""
 
-    z: np.ndarray  # (B, z_dim) float32 in [-1, 1], the winning restart
+    z: np.ndarray  # (B, z_dim) float32 in [-1, 1], the winning restart (multi-code: its packed
+    #                codes and weights, see MultiCodeSearch)
     generated: np.ndarray  # (B, S, S, 3) float32 in [-1, 1], G(z)
     completed: np.ndarray  # (B, S, S, 3) uint8: known pixels of the input, the hole from G(z)
     blended: np.ndarray | None  # (B, S, S, 3) uint8, Poisson-blended; None if not asked
@@ -186,6 +188,65 @@ class LatentSearch:
                 state["shift"].numpy())
 
 
+def split_generator(generator, stage: int):
+    """The generator as head and tail around the ReLU after its `stage`-th upsampling (0: the
+    4x4 base): head: z -> features (B, h, w, C); tail: features -> images. ValueError when the
+    generator has no such stage (the last stage's output is the image)."""
+    import keras
+
+    names = [layer.name for layer in generator.layers]
+    cut = f"g_relu{stage}"
+    if cut not in names:
+        stages = sorted(int(n[6:]) for n in names if n.startswith("g_relu"))
+        raise InpaintError(f"code stage must be one of {stages} for this generator, got {stage}")
+    head = keras.Model(generator.input, generator.get_layer(cut).output)
+    x = inp = keras.Input(head.output.shape[1:])
+    for layer in generator.layers[names.index(cut) + 1:]:
+        x = layer(x)
+    return head, keras.Model(inp, x)
+
+
+class MultiCodeSearch(LatentSearch):
+    """The multi-code GAN prior (Gu et al., CVPR 2020) on our generator: each search has
+    `opts.codes` codes z_n and per-channel weights a_n; the image is
+    tail(sum_n a_n * head(z_n)), the generator split after stage `opts.code_stage`. One search's
+    parameters are packed in one row of `z`: the codes (codes * z_dim) then the weights
+    (codes * C), all clipped to [-1, 1]; `pack` builds that row."""
+
+    def __init__(self, generator, discriminator, opts: SearchOptions, lowres: bool = False):
+        super().__init__(generator, discriminator, opts, lowres)
+        self.head, self.tail = split_generator(self.generator, opts.code_stage)
+        self.codes, self.code_dim = opts.codes, self.z_dim
+        self.channels = int(self.head.output.shape[-1])
+        self.z_dim = self.codes * (self.code_dim + self.channels)
+
+    def pack(self, codes: np.ndarray) -> np.ndarray:
+        """codes (N, codes, z_dim) -> rows (N, self.z_dim), each code weighted 1 / codes."""
+        n = len(codes)
+        weights = np.full((n, self.codes * self.channels), 1.0 / self.codes, np.float32)
+        return np.concatenate([codes.reshape(n, -1), weights], axis=1).astype(np.float32)
+
+    def compose(self, params, training=False):
+        """Rows (N, self.z_dim) -> images (N, S, S, C)."""
+        n, k, d = tf.shape(params)[0], self.codes, self.code_dim
+        feats = self.head(tf.reshape(params[:, :k * d], (-1, d)), training=training)
+        shape = tf.shape(feats)
+        feats = tf.reshape(feats, tf.concat([[n, k], shape[1:]], 0))
+        weights = tf.cast(tf.reshape(params[:, k * d:], (n, k, 1, 1, self.channels)),
+                          feats.dtype)
+        return self.tail(tf.reduce_sum(feats * weights, axis=1), training=training)
+
+    def _losses(self, z, shift, target, weights):
+        return search_losses(self.compose, self.discriminator, self.opts, z, shift, target,
+                             weights, self.lowres)
+
+
+def make_search(generator, discriminator, opts: SearchOptions, lowres: bool = False):
+    """The compiled search options.search asks for: a LatentSearch, or a MultiCodeSearch."""
+    kind = MultiCodeSearch if opts.search == "multi-code" else LatentSearch
+    return kind(generator, discriminator, opts, lowres)
+
+
 class GeneratorFinetune:
     """After the z search, per image: a few Adam steps on the generator's weights minimising the
     same objective plus `finetune_hold` times the squared distance of the weights to the trained
@@ -283,19 +344,14 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
     images = np.asarray(images)
     masks = np.asarray(masks, np.float32)
     b, k = len(images), opts.restarts
-    search = search or LatentSearch(generator, discriminator, opts, lowres=lowres)
-    z_dim = search.z_dim
+    search = search or make_search(generator, discriminator, opts, lowres=lowres)
     if opts.context_weighting == "yeh":
         weights = masklib.context_weights(masks)
     else:
         weights = masks.copy()
     target = np.repeat(to_float(images), k, axis=0)
     weights_k = np.repeat(weights, k, axis=0)
-    z0 = initial_z(b, k, z_dim, seeds, opts.seed)
-    if use_encoder(opts, encoder, lowres):
-        from inpaint.encoder import propose
-
-        z0[::k] = propose(encoder, images, masks)  # the first restart of each image
+    z0 = _starting_points(search, opts, b, seeds, images, masks, encoder, lowres)
 
     def best_of(total):  # (B*K,) -> index into B*K of each image's best restart
         return np.arange(b) * k + total.reshape(b, k).argmin(axis=1)
@@ -334,7 +390,7 @@ class Completer:
         self.generator, self.discriminator = model.networks(self.options.precision)
         self.encoder = getattr(model, "encoder", None)
         use_encoder(self.options, self.encoder, lowres)  # refuse an impossible init up front
-        self.search = LatentSearch(self.generator, self.discriminator, self.options, lowres)
+        self.search = make_search(self.generator, self.discriminator, self.options, lowres)
         self._finetune: GeneratorFinetune | None = None
 
     def __call__(self, images: np.ndarray, masks: np.ndarray, *, seeds: Sequence | None = None,
@@ -347,6 +403,21 @@ class Completer:
                         lowres=self.lowres, blend_result=blend_result, seeds=seeds,
                         callback=callback, search=self.search, encoder=self.encoder,
                         finetune=self._finetune)
+
+
+def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks, encoder,
+                     lowres: bool) -> np.ndarray:
+    """z0 of the B * restarts searches (rows packed by MultiCodeSearch.pack for multi-code): seeded
+    per image; the first restart's (first code's) z proposed by the encoder when asked."""
+    k = opts.restarts
+    codes = search.codes if isinstance(search, MultiCodeSearch) else 1
+    dim = search.code_dim if isinstance(search, MultiCodeSearch) else search.z_dim
+    z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
+    if use_encoder(opts, encoder, lowres):
+        from inpaint.encoder import propose
+
+        z0[::k, 0] = propose(encoder, images, masks)  # the first restart of each image
+    return search.pack(z0) if codes > 1 or isinstance(search, MultiCodeSearch) else z0[:, 0]
 
 
 def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:

@@ -222,3 +222,48 @@ def test_finetune_results_do_not_depend_on_the_batch(model):
     np.testing.assert_allclose(whole.generated[2], alone.generated[0], atol=1e-4)
     np.testing.assert_allclose(whole.losses["finetune_total"][:, 2],
                                alone.losses["finetune_total"][:, 0], rtol=1e-4)
+
+
+def test_multi_code_with_one_code_is_the_generator_itself(model):
+    from inpaint.search import MultiCodeSearch, split_generator
+
+    opts = SearchOptions(search="multi-code", codes=1, code_stage=1, precision="float32")
+    search = MultiCodeSearch(model.generator, model.discriminator, opts)
+    z = np.random.default_rng(1).uniform(-1, 1, (4, 8)).astype(np.float32)
+    packed = search.pack(z[:, None])
+    assert packed.shape == (4, search.z_dim) and search.z_dim == 8 + search.channels
+    np.testing.assert_allclose(search.compose(packed).numpy(),
+                               model.generator(z, training=False).numpy(), atol=1e-6)
+    head, tail = split_generator(model.generator, 0)
+    np.testing.assert_allclose(tail(head(z)).numpy(), model.generator(z).numpy(), atol=1e-6)
+    with pytest.raises(Exception, match="code stage"):
+        split_generator(model.generator, 9)
+
+
+def test_multi_code_mixes_codes_by_channel_weights(model):
+    from inpaint.search import MultiCodeSearch
+
+    opts = SearchOptions(search="multi-code", codes=3, code_stage=1, precision="float32")
+    search = MultiCodeSearch(model.generator, model.discriminator, opts)
+    codes = np.random.default_rng(2).uniform(-1, 1, (2, 3, 8)).astype(np.float32)
+    packed = search.pack(codes)
+    feats = search.head(codes.reshape(-1, 8)).numpy().reshape(2, 3, *search.head.output.shape[1:])
+    expected = search.tail(feats.mean(axis=1)).numpy()  # weights 1/3 each: the mean
+    np.testing.assert_allclose(search.compose(packed).numpy(), expected, atol=1e-5)
+
+
+def test_multi_code_search_keeps_known_pixels_and_does_not_depend_on_the_batch(model):
+    from inpaint.search import Completer
+
+    images = faces(3)
+    masks = np.stack([build_mask("center", 16)] * 3)
+    seeds = [[0, i] for i in range(3)]
+    run = Completer(model, SearchOptions(iters=5, search="multi-code", codes=4,
+                                         precision="float32"))
+    whole = run(images, masks, seeds=seeds)
+    alone = run(images[2:], masks[2:], seeds=seeds[2:])
+    np.testing.assert_allclose(whole.z[2], alone.z[0], atol=1e-5)
+    known = masks > 0.5
+    assert (whole.completed[known] == images[known]).all()
+    assert (whole.losses["total"][-1] < whole.losses["total"][0]).all()
+    assert np.abs(whole.z).max() <= 1.0

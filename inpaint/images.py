@@ -10,6 +10,7 @@ import errno
 import glob
 import logging
 import os
+import shutil
 import stat
 import tempfile
 import warnings
@@ -303,6 +304,42 @@ def atomic_path(path: str | Path, suffix: str = ".tmp"):
             os.unlink(tmp)
         except OSError:
             pass
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path, *, prefix: str | None = None, fsync: bool = False):
+    """Yield a new temporary folder beside `path` for the caller to fill; when the block ends
+    without error the folder takes `path`'s place, otherwise it is removed. So a crash leaves the
+    old folder or the new one, never a mixture, and never half a folder under `path`'s name.
+
+    A folder cannot be renamed over a non-empty one, so an existing `path` is first renamed to
+    `.<name>.old` and removed after the swap; a crash between the two renames leaves it there
+    (the caller's clean-up of a killed run removes it, e.g. models.remove_stale_exports).
+    `prefix` starts the temporary folder's name (default `.<name>.`), for that clean-up to find
+    it. `fsync`: every file directly in the folder is synced to disk before the rename, so the
+    rename never publishes data that a power cut would lose. The folder gets the permissions of
+    an ordinary new folder (0777 less the umask), not mkdtemp's private 0700."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix or temporary_prefix(path.name), dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        yield tmp
+        if fsync:
+            for f in tmp.iterdir():
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+        old = path.with_name(temporary_prefix(path.name, "old") + "old")
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

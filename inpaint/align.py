@@ -19,7 +19,6 @@ missing dlib is an `AlignError` that says how to install it.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import json
 import logging
@@ -34,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import AlignError, InpaintError, Interrupted
-from inpaint.images import find_images, is_image_path, read_image, safe_resolve, write_image
+from inpaint.images import read_image, safe_resolve, walk_inputs, write_image
 from inpaint.records import JsonlLog, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -447,17 +446,6 @@ class AlignJob:
     key: str
 
 
-def _glob_base(pattern: str) -> Path:
-    """The folder part of a glob pattern before its first wildcard."""
-    parts = Path(pattern).parts
-    base = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        base.append(part)
-    return Path(*base) if base else Path(".")
-
-
 def _safe_key(rel: Path) -> str | None:
     """`rel` without suffix as a POSIX key if it stays inside the output folder, else None.
     A name whose stem is only dots ("..jpg") or starts with one would make a hidden output:
@@ -480,35 +468,13 @@ def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path) -> list[AlignJo
     out_root = safe_resolve(out_dir)
     jobs: list[AlignJob] = []
     seen: set[Path] = set()
-
-    def add(path: Path, rel: Path, walked: bool) -> None:
-        resolved = safe_resolve(path)
-        if resolved in seen:
-            return
-        if walked and resolved.is_relative_to(out_root):
-            return
+    for f in walk_inputs(inputs):
+        resolved = safe_resolve(f.path)
+        if resolved in seen or (not f.named and resolved.is_relative_to(out_root)):
+            continue
         seen.add(resolved)
-        key = _safe_key(rel) or _safe_key(Path(path.name)) or "image"
-        jobs.append(AlignJob(path, key))
-
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for q in find_images(p):
-                add(q, q.relative_to(p), True)
-        elif p.exists():
-            add(p, Path(p.name), False)
-        elif glob.has_magic(str(item)):
-            base = _glob_base(str(item))
-            for m in sorted(glob.glob(str(item), recursive=True)):
-                q = Path(m)
-                if q.is_dir():
-                    for r in find_images(q):
-                        add(r, Path(os.path.relpath(r, base)), True)
-                elif is_image_path(q):  # links that lead nowhere too: reported per file
-                    add(q, Path(os.path.relpath(q, base)), True)
-        else:
-            add(p, Path(p.name), False)  # processing reports "no such file"
+        key = _safe_key(f.rel) or _safe_key(Path(f.path.name)) or "image"
+        jobs.append(AlignJob(f.path, key))
     return _disambiguate(jobs)
 
 

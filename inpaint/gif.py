@@ -28,9 +28,10 @@ from inpaint.errors import DataError, InpaintError
 from inpaint.images import (
     atomic_path,
     atomic_write_bytes,
-    is_image_path,
+    find_images,
     read_image,
     safe_resolve,
+    walk_inputs,
 )
 
 log = logging.getLogger(__name__)
@@ -79,15 +80,10 @@ def _sorted_frames(paths: Iterable[Path]) -> list[Path]:
     return sorted(set(paths), key=lambda p: (natural_key(p), str(p)))
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (not below it): a frame folder is flat."""
-    return [p for p in folder.iterdir() if is_image_path(p) and not p.is_dir()]
-
-
 def _progress_frames(progress: Path) -> list[Path]:
     """`progress/NNNN.png`; when `complete` ran several batches and wrote only `bKKK_NNNN.png`,
     the first batch's."""
-    images = _images_in(progress)
+    images = find_images(progress, recursive=False)
     frames = [p for p in images if _PROGRESS_STEM.fullmatch(p.stem)]
     if not frames:
         frames = [p for p in images if _FIRST_BATCH_STEM.fullmatch(p.stem)]
@@ -118,31 +114,26 @@ def _image_frames(src: Path, stem: str) -> list[Path]:
         shown = ", ".join(stems[:10]) + (", ..." if len(stems) > 10 else "")
         raise DataError(f"{folder}: no frames for image {stem!r}; images with frames: "
                         f"{shown or 'none'}")
-    frames = _images_in(folder)
+    frames = find_images(folder, recursive=False)
     if not frames:
         raise DataError(f"{folder}: no image files in it")
     return frames
 
 
 def _frames_of(source: str | Path) -> list[Path]:
-    """One SRC -> its frame files (unsorted). See `collect_frames`."""
+    """One SRC -> its frame files. See `collect_frames`."""
     path = Path(source)
-    if path.is_dir():
-        if (path / "progress").is_dir():
-            return _progress_frames(path / "progress")
-        frames = _images_in(path)
-        if not frames:
-            raise DataError(f"{path}: no image files in it (and no progress/ folder)")
-        return frames
-    if path.exists():
-        return [path]  # named explicitly: kept whatever its suffix, so reading says what is wrong
-    if glob.has_magic(str(source)):
-        matches = [Path(p) for p in glob.glob(str(source), recursive=True)]
-        frames = [p for p in matches if is_image_path(p) and not p.is_dir()]
-        if not frames:
-            raise DataError(f"{source}: no image files match this pattern")
-        return frames
-    raise DataError(f"{source}: no such file or directory")
+    if path.is_dir() and (path / "progress").is_dir():
+        return _progress_frames(path / "progress")
+    if not (path.exists() or glob.has_magic(str(source))):
+        raise DataError(f"{source}: no such file or directory")
+    # a frame folder is flat; a file named explicitly is kept whatever its suffix, so reading
+    # it says what is wrong
+    frames = [f.path for f in walk_inputs([source], recursive=False)]
+    if not frames:
+        raise DataError(f"{path}: no image files in it (and no progress/ folder)" if path.is_dir()
+                        else f"{source}: no image files match this pattern")
+    return frames
 
 
 def collect_frames(sources: str | Path | Sequence[str | Path], image: str | None = None,

@@ -31,6 +31,35 @@ def test_expand_inputs_files_dirs_globs(tmp_path):
     assert [p.name for p in got] == ["a.png", "b.png", "c.txt"]
 
 
+def test_walk_inputs_gives_each_file_with_its_path_below_the_folder_or_glob(tmp_path):
+    from pathlib import Path
+
+    from inpaint.images import walk_inputs
+
+    for name in ("d/a.png", "d/sub/b.jpg", "d/notes.txt", "g/x/c.png", "g/y.txt", "f.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    got = list(walk_inputs([tmp_path / "d", str(tmp_path / "g" / "*"), tmp_path / "f.txt",
+                            tmp_path / "missing.png"]))
+    assert [(f.path.relative_to(tmp_path).as_posix(), f.rel.as_posix(), f.named)
+            for f in got] == [
+        ("d/a.png", "a.png", False), ("d/sub/b.jpg", "sub/b.jpg", False),
+        ("g/x/c.png", "x/c.png", False),  # below the glob's fixed start, g/
+        ("f.txt", "f.txt", True), ("missing.png", "missing.png", True)]
+    path, rel, named = got[0]  # a (path, relative key, named) tuple
+    assert isinstance(path, Path) and rel == Path("a.png") and named is False
+
+
+def test_walk_inputs_not_recursive_takes_only_the_files_directly_in_a_folder(tmp_path):
+    from inpaint.images import walk_inputs
+
+    for name in ("d/a.png", "d/sub/b.png", "e/sub/c.png", "e/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    got = walk_inputs([tmp_path / "d", str(tmp_path / "e" / "*")], recursive=False)
+    assert [f.path.relative_to(tmp_path).as_posix() for f in got] == ["d/a.png", "e/d.png"]
+
+
 def test_read_modes_are_converted(tmp_path):
     gray = Image.fromarray(np.full((5, 6), 100, np.uint8), "L")
     gray.save(tmp_path / "g.png")

@@ -385,9 +385,9 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
 
 
 def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
-    """Hold the lock of the output or run folder until the command ends (see inpaint.locks);
+    """Hold the lock of the output or run folder until the command ends (records.lock_folder);
     the other workers of a multi-worker training share the chief's run folder."""
-    from inpaint.locks import lock_folder
+    from inpaint.records import lock_folder
 
     if chief:
         click.get_current_context().with_resource(lock_folder(folder, command, shard=shard))

@@ -37,8 +37,7 @@ from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, sa
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
 from inpaint.hardware import resolve_precision
 from inpaint.images import atomic_dir, atomic_write_bytes, make_grid, to_uint8, write_image
-from inpaint.locks import LOCK_NAME
-from inpaint.records import append_jsonl
+from inpaint.records import LOCK_NAME, append_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inpaint.errors import AlignError, InpaintError, Interrupted
+from inpaint.errors import AlignError, InpaintError, Interrupted, UsageError
 from inpaint.images import read_image, safe_resolve, walk_inputs, write_image
 from inpaint.records import JsonlLog, read_jsonl
 
@@ -128,7 +128,7 @@ def landmark_indices(landmarks: str) -> tuple[int, int, int]:
     try:
         return LANDMARK_SETS[landmarks]
     except KeyError:
-        raise AlignError(f"unknown landmark set {landmarks!r}; choose one of "
+        raise UsageError(f"unknown landmark set {landmarks!r}; choose one of "
                          f"{', '.join(LANDMARK_SETS)}") from None
 
 
@@ -318,13 +318,13 @@ class AlignSettings:
     def __post_init__(self):
         landmark_indices(self.landmarks)
         if self.faces not in FACE_POLICIES:
-            raise AlignError(f"faces must be one of {', '.join(FACE_POLICIES)}")
+            raise UsageError(f"faces must be one of {', '.join(FACE_POLICIES)}")
         if self.detector not in DETECTORS:
-            raise AlignError(f"detector must be one of {', '.join(DETECTORS)}")
+            raise UsageError(f"detector must be one of {', '.join(DETECTORS)}")
         if self.size < 8:
-            raise AlignError(f"size must be at least 8 pixels, not {self.size}")
+            raise UsageError(f"size must be at least 8 pixels, not {self.size}")
         if self.upsample < 0:
-            raise AlignError("upsample must be >= 0")
+            raise UsageError("upsample must be >= 0")
 
     def key(self) -> dict:
         """The settings that shape the outputs (the predictor's location does not)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inpaint.errors import DataError, InpaintError
+from inpaint.errors import DataError, InpaintError, UsageError
 from inpaint.images import (
     atomic_path,
     atomic_write_bytes,
@@ -33,6 +33,7 @@ from inpaint.images import (
     safe_resolve,
     walk_inputs,
 )
+from inpaint.records import check_stem
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +93,6 @@ def _progress_frames(progress: Path) -> list[Path]:
     return frames
 
 
-def check_stem(stem: str) -> str:
-    """`stem` if it names one folder inside frames/ (no separator, not "." or ".."), else a
-    DataError: `--image ../../elsewhere` must not read frames outside SRC/frames."""
-    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
-        raise DataError(f"--image takes the stem of one completed image (a name such as "
-                        f"'000', as in frames/000/), not a path: {stem!r}")
-    return stem
-
-
 def _image_frames(src: Path, stem: str) -> list[Path]:
     """One image's frames, `src/frames/<stem>/NNNN.png`."""
     check_stem(stem)
@@ -153,7 +145,7 @@ def collect_frames(sources: str | Path | Sequence[str | Path], image: str | None
         raise DataError("no frames given")
     if image is not None:
         if len(sources) != 1 or not Path(sources[0]).is_dir():
-            raise DataError("--image needs a single `inpaint complete` output directory as SRC")
+            raise UsageError("--image needs a single `inpaint complete` output directory as SRC")
         return _sorted_frames(_image_frames(Path(sources[0]), image))
     frames: list[Path] = []
     for source in sources:
@@ -221,22 +213,22 @@ def frame_durations_ms(n: int, fps: float, hold_last: float, suffix: str = ".gif
 
 def _check_options(suffix: str, fps: float, loop: int, scale: int, hold_last: float) -> None:
     if suffix not in SUFFIXES:
-        raise InpaintError(f"cannot write {suffix or 'a file without suffix'!r}; the output must "
-                           f"end in {', '.join(SUFFIXES)}")
+        raise UsageError(f"cannot write {suffix or 'a file without suffix'!r}; the output must "
+                         f"end in {', '.join(SUFFIXES)}")
     if not MIN_FPS <= fps < float("inf"):
-        raise InpaintError(f"fps must be at least {MIN_FPS:g} (a frame shows at most "
-                           f"{1 / MIN_FPS:g} s), got {fps}")
+        raise UsageError(f"fps must be at least {MIN_FPS:g} (a frame shows at most "
+                         f"{1 / MIN_FPS:g} s), got {fps}")
     if suffix == ".gif" and fps > MAX_GIF_FPS:
-        raise InpaintError(f"a GIF cannot play faster than {MAX_GIF_FPS:g} fps (browsers slow "
-                           f"shorter delays down to 10 fps); use --fps {MAX_GIF_FPS:g} or less, "
-                           f"or write .mp4 or .webp")
+        raise UsageError(f"a GIF cannot play faster than {MAX_GIF_FPS:g} fps (browsers slow "
+                         f"shorter delays down to 10 fps); use --fps {MAX_GIF_FPS:g} or less, "
+                         f"or write .mp4 or .webp")
     if loop < 0:
-        raise InpaintError(f"loop must be 0 (forever) or a number of plays, got {loop}")
+        raise UsageError(f"loop must be 0 (forever) or a number of plays, got {loop}")
     if int(scale) != scale or scale < 1:
-        raise InpaintError(f"scale must be a positive integer, got {scale}")
+        raise UsageError(f"scale must be a positive integer, got {scale}")
     if not 0 <= hold_last <= MAX_HOLD_SECONDS:
-        raise InpaintError(f"hold-last must be between 0 and {MAX_HOLD_SECONDS:g} seconds, "
-                           f"got {hold_last}")
+        raise UsageError(f"hold-last must be between 0 and {MAX_HOLD_SECONDS:g} seconds, "
+                         f"got {hold_last}")
 
 
 def _check_writer(suffix: str) -> None:

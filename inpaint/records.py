@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from inpaint.errors import DirInUse
+from inpaint.errors import DirInUse, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +120,25 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
+def check_stem(stem: str) -> str:
+    """`stem` if it names one folder of a completion's outputs (no separator, not "." or ".."),
+    else a UsageError: `make-gif --image ../../elsewhere` must not read frames outside
+    SRC/frames."""
+    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
+        raise UsageError(f"--image takes the stem of one completed image (a name such as "
+                         f"'000', as in frames/000/), not a path: {stem!r}")
+    return stem
+
+
 def parse_shard(text: str) -> tuple[int, int]:
-    """`"2/4"` -> (2, 4): the second of four shards. ValueError unless 1 <= I <= N."""
+    """`"2/4"` -> (2, 4): the second of four shards. UsageError unless 1 <= I <= N."""
     i, sep, n = text.partition("/")
     try:
         shard = int(i), int(n)
     except ValueError:
         shard = (0, 0)
     if not sep or not 1 <= shard[0] <= shard[1]:
-        raise ValueError(f"expected I/N with 1 <= I <= N (e.g. 1/4), got {text!r}")
+        raise UsageError(f"expected I/N with 1 <= I <= N (e.g. 1/4), got {text!r}")
     return shard
 
 

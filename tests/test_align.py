@@ -64,6 +64,16 @@ def blank_photo(path, seed=0):
 
 # --- Template and affine maths (exact, no dlib) -----------------------------------------------
 
+@pytest.mark.parametrize("settings", [dict(faces="most"), dict(detector="sift"), dict(size=4),
+                                      dict(upsample=-1), dict(landmarks="ears")])
+def test_bad_align_settings_are_usage_errors(settings):
+    from inpaint.errors import UsageError
+
+    with pytest.raises(UsageError) as bad:
+        align.AlignSettings(**settings)
+    assert bad.value.exit_code == 2
+
+
 def test_template_targets_for_size_64_match_the_published_positions():
     targets = align.template_targets(64)
     expected = [(23.3, 11.4), (39.6, 11.1), (32.0, 48.0)]

@@ -347,6 +347,29 @@ def test_cli_output_is_required_and_its_suffix_checked_exit_2(tmp_path):
     assert not (tmp_path / "a.png").exists()
 
 
+def test_image_with_two_sources_is_a_usage_error_exit_2(tmp_path):
+    from inpaint.errors import UsageError
+
+    save_numbered(tmp_path / "out" / "frames" / "000", ["1.png", "2.png"])
+    with pytest.raises(UsageError, match="needs a single"):
+        gif.collect_frames([tmp_path / "out", tmp_path / "out"], image="000")
+    r = run("make-gif", tmp_path / "out", tmp_path / "out", "--image", "000", "-o",
+            tmp_path / "a.gif")
+    assert r.exit_code == 2, r.output
+    assert "Error: --image needs a single `inpaint complete` output directory" in r.output
+    assert not (tmp_path / "a.gif").exists()
+
+
+@pytest.mark.parametrize("options", [dict(fps=0.01), dict(fps=60), dict(loop=-1), dict(scale=0),
+                                     dict(hold_last=601)])
+def test_the_library_refuses_bad_option_values_as_usage_errors(tmp_path, options):
+    from inpaint.errors import UsageError
+
+    with pytest.raises(UsageError):
+        gif.write_animation([flat(0), flat(9)], tmp_path / "a.gif", **options)
+    assert not (tmp_path / "a.gif").exists()
+
+
 def test_cli_make_gif_does_not_import_tensorflow(tmp_path):
     save_numbered(tmp_path / "f", ["1.png", "2.png"])
     code = ("import sys; from inpaint.cli import cli\n"

@@ -15,11 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from inpaint.cli import cli
-from inpaint.errors import DirInUse
+from inpaint.errors import DirInUse, UsageError
 from inpaint.records import (
     LOCK_NAME,
     JsonlLog,
     append_jsonl,
+    check_stem,
     ends_mid_line,
     in_shard,
     lock_folder,
@@ -61,8 +62,16 @@ def test_shards_split_the_inputs_exactly():
     assert [sum(col) for col in zip(*shards)] == [1, 1, 1, 1]
     assert parse_shard("2/3") == (2, 3) and shard_tag((2, 3)) == ".shard-2-of-3"
     assert shard_tag(None) == ""
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="1 <= I <= N") as bad:
         parse_shard("4/3")
+    assert bad.value.exit_code == 2  # bad usage, as click's own usage errors
+
+
+@pytest.mark.parametrize("stem", ["..", ".", "", "a/b", "..\\x", "a\0b"])
+def test_a_stem_that_is_a_path_is_a_usage_error(stem):
+    assert check_stem("000") == "000" and check_stem("a.b-2") == "a.b-2"
+    with pytest.raises(UsageError, match="not a path"):
+        check_stem(stem)
 
 
 # ----------------------------------------------------------------------------- the lock

@@ -12,9 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from inpaint.cli import cli
 from inpaint.errors import DirInUse, UsageError
 from inpaint.records import (
     LOCK_NAME,
@@ -30,8 +28,7 @@ from inpaint.records import (
     shard_tag,
 )
 
-from .conftest import ROOT, write_faces
-from .test_crash import TINY, Running, logged_steps
+from .conftest import LIMIT, ROOT, TINY, Running, logged_steps, run_cli, write_faces
 
 
 def test_append_after_a_torn_line_starts_a_new_line(tmp_path):
@@ -76,8 +73,6 @@ def test_a_stem_that_is_a_path_is_a_usage_error(stem):
 
 # ----------------------------------------------------------------------------- the lock
 
-LIMIT = 180
-
 HOLDER = """
 import sys
 from inpaint.records import lock_folder
@@ -86,9 +81,6 @@ with lock_folder(sys.argv[1], "complete"):
     sys.stdin.read()  # until the test closes our stdin (or kills us)
 """
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 class Holder:
@@ -151,7 +143,7 @@ def test_complete_into_a_folder_in_use_is_refused_and_writes_nothing(tiny_run, t
     out = tmp_path / "out"
     holder = Holder(out)
     try:
-        r = run("complete", write_faces(tmp_path / "in", n=1, size=(16, 16)), "--outDir", out,
+        r = run_cli("complete", write_faces(tmp_path / "in", n=1, size=(16, 16)), "--outDir", out,
                 "--model", tiny_run, "--iters", 1, "-q")
     finally:
         holder.release()
@@ -168,7 +160,7 @@ def test_a_second_training_into_a_running_one_is_refused_and_harms_nothing(tmp_p
                     "--epochs", 400, "-q")
     try:
         first.wait_until(lambda: len(logged_steps(run_dir)) >= 6)  # past its first checkpoint
-        r = run("train", "--dataset", data, "--out", run_dir, "--config", TINY, "-q")
+        r = run_cli("train", "--dataset", data, "--out", run_dir, "--config", TINY, "-q")
         assert r.exit_code == 1, r.output
         assert f"is in use by `inpaint train` (PID {first.proc.pid} " in r.output
         assert first.proc.poll() is None  # the first one trains on

@@ -19,7 +19,6 @@ missing dlib is an `AlignError` that says how to install it.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import json
 import logging
@@ -33,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inpaint.errors import AlignError, InpaintError, Interrupted
-from inpaint.images import find_images, is_image_path, read_image, safe_resolve, write_image
+from inpaint.errors import AlignError, InpaintError, Interrupted, UsageError
+from inpaint.images import read_image, safe_resolve, walk_inputs, write_image
 from inpaint.records import JsonlLog, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ def landmark_indices(landmarks: str) -> tuple[int, int, int]:
     try:
         return LANDMARK_SETS[landmarks]
     except KeyError:
-        raise AlignError(f"unknown landmark set {landmarks!r}; choose one of "
+        raise UsageError(f"unknown landmark set {landmarks!r}; choose one of "
                          f"{', '.join(LANDMARK_SETS)}") from None
 
 
@@ -319,13 +318,13 @@ class AlignSettings:
     def __post_init__(self):
         landmark_indices(self.landmarks)
         if self.faces not in FACE_POLICIES:
-            raise AlignError(f"faces must be one of {', '.join(FACE_POLICIES)}")
+            raise UsageError(f"faces must be one of {', '.join(FACE_POLICIES)}")
         if self.detector not in DETECTORS:
-            raise AlignError(f"detector must be one of {', '.join(DETECTORS)}")
+            raise UsageError(f"detector must be one of {', '.join(DETECTORS)}")
         if self.size < 8:
-            raise AlignError(f"size must be at least 8 pixels, not {self.size}")
+            raise UsageError(f"size must be at least 8 pixels, not {self.size}")
         if self.upsample < 0:
-            raise AlignError("upsample must be >= 0")
+            raise UsageError("upsample must be >= 0")
 
     def key(self) -> dict:
         """The settings that shape the outputs (the predictor's location does not)."""
@@ -447,17 +446,6 @@ class AlignJob:
     key: str
 
 
-def _glob_base(pattern: str) -> Path:
-    """The folder part of a glob pattern before its first wildcard."""
-    parts = Path(pattern).parts
-    base = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        base.append(part)
-    return Path(*base) if base else Path(".")
-
-
 def _safe_key(rel: Path) -> str | None:
     """`rel` without suffix as a POSIX key if it stays inside the output folder, else None.
     A name whose stem is only dots ("..jpg") or starts with one would make a hidden output:
@@ -480,35 +468,13 @@ def plan_jobs(inputs: Iterable[str | Path], out_dir: str | Path) -> list[AlignJo
     out_root = safe_resolve(out_dir)
     jobs: list[AlignJob] = []
     seen: set[Path] = set()
-
-    def add(path: Path, rel: Path, walked: bool) -> None:
-        resolved = safe_resolve(path)
-        if resolved in seen:
-            return
-        if walked and resolved.is_relative_to(out_root):
-            return
+    for f in walk_inputs(inputs):
+        resolved = safe_resolve(f.path)
+        if resolved in seen or (not f.named and resolved.is_relative_to(out_root)):
+            continue
         seen.add(resolved)
-        key = _safe_key(rel) or _safe_key(Path(path.name)) or "image"
-        jobs.append(AlignJob(path, key))
-
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for q in find_images(p):
-                add(q, q.relative_to(p), True)
-        elif p.exists():
-            add(p, Path(p.name), False)
-        elif glob.has_magic(str(item)):
-            base = _glob_base(str(item))
-            for m in sorted(glob.glob(str(item), recursive=True)):
-                q = Path(m)
-                if q.is_dir():
-                    for r in find_images(q):
-                        add(r, Path(os.path.relpath(r, base)), True)
-                elif is_image_path(q):  # links that lead nowhere too: reported per file
-                    add(q, Path(os.path.relpath(q, base)), True)
-        else:
-            add(p, Path(p.name), False)  # processing reports "no such file"
+        key = _safe_key(f.rel) or _safe_key(Path(f.path.name)) or "image"
+        jobs.append(AlignJob(f.path, key))
     return _disambiguate(jobs)
 
 

@@ -2,7 +2,8 @@
 
 No algorithm lives here. TensorFlow is imported inside the commands that need it, so `inpaint
 --help` and `inpaint --version` answer at once. Library errors (InpaintError) become
-`Error: <message>` with exit 1; bad usage is exit 2 (click); Ctrl-C is one line and exit 130.
+`Error: <message>` with their exit code (InpaintGroup.invoke): 1, or 2 for the library's
+UsageError, the code of click's own usage errors; Ctrl-C is one line and exit 130.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from inpaint.config import (
     TRAIN_PRECISIONS,
     SearchOptions,
 )
-from inpaint.errors import InpaintError
+from inpaint.errors import InpaintError, UsageError
 from inpaint.masks import MASK_TYPES
+from inpaint.records import check_stem, parse_shard
 
 # Command aliases: the reference code's names and shorter spellings.
 ALIASES = {"train": "train-dcgan"}
@@ -50,7 +52,7 @@ class InpaintGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except InpaintError as exc:
+        except InpaintError as exc:  # exit 1; UsageError 2, Interrupted 130 (see errors.py)
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
@@ -462,9 +464,9 @@ def _recorded_encoder_datasets(out: Path) -> list[Path]:
 
 
 def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
-    """Hold the lock of the output or run folder until the command ends (see inpaint.locks);
+    """Hold the lock of the output or run folder until the command ends (records.lock_folder);
     the other workers of a multi-worker training share the chief's run folder."""
-    from inpaint.locks import lock_folder
+    from inpaint.records import lock_folder
 
     if chief:
         click.get_current_context().with_resource(lock_folder(folder, command, shard=shard))
@@ -482,15 +484,24 @@ def _parse_box(ctx, param, value):
     return box
 
 
-def _parse_shard(ctx, param, value):
-    if value is None:
-        return None
-    from inpaint.records import parse_shard
+def _checked_by(check):
+    """A click callback over a library check of one option's value (records.parse_shard,
+    records.check_stem): an absent option passes; the check's UsageError becomes click's
+    BadParameter, so that the message names the option."""
 
-    try:
-        return parse_shard(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+_parse_shard = _checked_by(parse_shard)
+_check_stem = _checked_by(check_stem)
 
 
 def _check_mask_options(ctx: click.Context, mask_path, mask_box) -> None:
@@ -693,18 +704,6 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
         for _, reason in summary.failed:
             click.echo(f"  failed: {reason}", err=True)
         raise SystemExit(1)
-
-
-def _check_stem(ctx, param, value):
-    if value is None:
-        return None
-    from inpaint.errors import DataError
-    from inpaint.gif import check_stem
-
-    try:
-        return check_stem(value)
-    except DataError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command("make-gif")

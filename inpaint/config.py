@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaint.errors import ConfigError, InpaintError
+from inpaint.errors import ConfigError, UsageError
 
 
 @dataclass
@@ -200,40 +200,40 @@ class SearchOptions:
                      "finetune_hold"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise InpaintError(f"{name} must be a finite number, got {value}")
+                raise UsageError(f"{name} must be a finite number, got {value}")
         if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.beta2 < 1.0:
-            raise InpaintError(f"momentum must be in [0, 1] and beta2 in [0, 1), got "
+            raise UsageError(f"momentum must be in [0, 1] and beta2 in [0, 1), got "
                                f"{self.momentum} and {self.beta2}")
         if self.lam < 0:
-            raise InpaintError(f"the perceptual weight lam must be >= 0, got {self.lam}")
+            raise UsageError(f"the perceptual weight lam must be >= 0, got {self.lam}")
         if self.seed < 0:
-            raise InpaintError(f"seed must be >= 0, got {self.seed}")
+            raise UsageError(f"seed must be >= 0, got {self.seed}")
         if self.iters < 0:
-            raise InpaintError(f"iterations must be >= 0, got {self.iters}")
+            raise UsageError(f"iterations must be >= 0, got {self.iters}")
         if self.optimizer not in OPTIMIZERS:
-            raise InpaintError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise UsageError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.perceptual not in PERCEPTUAL:
-            raise InpaintError(f"perceptual loss must be one of {PERCEPTUAL}")
+            raise UsageError(f"perceptual loss must be one of {PERCEPTUAL}")
         if self.context_weighting not in CONTEXT_WEIGHTINGS:
-            raise InpaintError("context weighting must be 'yeh' or 'none'")
+            raise UsageError("context weighting must be 'yeh' or 'none'")
         if self.restarts < 1:
-            raise InpaintError(f"restarts must be >= 1, got {self.restarts}")
+            raise UsageError(f"restarts must be >= 1, got {self.restarts}")
         if self.precision not in SEARCH_PRECISIONS:
-            raise InpaintError("search precision must be auto, float32 or bfloat16")
+            raise UsageError("search precision must be auto, float32 or bfloat16")
         if self.max_shift < 0 or self.shift_lr <= 0:
-            raise InpaintError("max shift must be >= 0 and the shift step > 0")
+            raise UsageError("max shift must be >= 0 and the shift step > 0")
         if self.learning_rate <= 0:
-            raise InpaintError(f"learning rate must be > 0, got {self.learning_rate}")
+            raise UsageError(f"learning rate must be > 0, got {self.learning_rate}")
         if self.init not in INITS:
-            raise InpaintError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+            raise UsageError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.search not in SEARCH_KINDS:
-            raise InpaintError(f"search must be one of {', '.join(SEARCH_KINDS)}, got "
+            raise UsageError(f"search must be one of {', '.join(SEARCH_KINDS)}, got "
                                f"{self.search!r}")
         if self.codes < 1 or self.code_stage < 0:
-            raise InpaintError(f"codes must be >= 1 and code stage >= 0, got {self.codes} and "
+            raise UsageError(f"codes must be >= 1 and code stage >= 0, got {self.codes} and "
                                f"{self.code_stage}")
         if self.finetune_steps < 0 or self.finetune_lr <= 0 or self.finetune_hold < 0:
-            raise InpaintError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
+            raise UsageError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self
 
     @property

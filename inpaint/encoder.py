@@ -18,9 +18,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from inpaint import __version__
 from inpaint.config import DataConfig, ModelConfig
 from inpaint.errors import ConfigError, Interrupted, ModelError, RunDirError
 from inpaint.hardware import resolve_precision
+from inpaint.images import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -223,30 +222,19 @@ class EncoderTrainer:
     # -- checkpoints (the layout of inpaint.train's: ckpt-<step> folders, written whole) ----
 
     def save_checkpoint(self, ckpt_root: Path, keep: int) -> Path:
-        from inpaint.train import list_checkpoints
+        from inpaint.train import prune_checkpoints
 
         ckpt_root.mkdir(parents=True, exist_ok=True)
         final = ckpt_root / f"ckpt-{self.step:07d}"
         if final.exists():
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=ckpt_root))
-        try:
+        with atomic_dir(final, prefix=".tmp-ckpt-", fsync=True) as tmp:
             self.encoder.save_weights(tmp / "encoder.weights.h5")
             np.savez(tmp / "state.npz", **{f"opt_{i:04d}": np.asarray(v.numpy())
                                            for i, v in enumerate(self.opt.variables)})
             (tmp / "state.json").write_text(json.dumps({"step": self.step, "time": time.time(),
                                                         "inpaint_version": __version__}))
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in list_checkpoints(ckpt_root)[:-keep]:
-            doomed = ckpt_root / f".tmp-old-{old.name}"
-            os.rename(old, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+        prune_checkpoints(ckpt_root, keep)
         return final
 
     def restore_latest(self, ckpt_root: Path) -> Path | None:
@@ -325,8 +313,8 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
     `datasets`, into `run_dir`; export run_dir/model at the end. Ctrl-C saves a checkpoint and
     raises Interrupted."""
     from inpaint.data import load_face_dataset
-    from inpaint.locks import lock_folder
-    from inpaint.records import JsonlLog
+    from inpaint.records import JsonlLog, lock_folder
+    from inpaint.train import GANTrainer
 
     cfg = (cfg or EncoderConfig()).validate()
     run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
@@ -338,6 +326,7 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
         _open_settings(run_dir, settings, cfg)
         trainer = EncoderTrainer(model.generator, model.config.model, cfg)
         ckpt_root = run_dir / "checkpoints"
+        GANTrainer.remove_stale_temporaries(ckpt_root)  # what a killed run was writing
         if (resumed := trainer.restore_latest(ckpt_root)) is not None:
             log.info("resumed from %s", resumed)
         t0, last = time.time(), {}
@@ -387,31 +376,20 @@ def export_with_encoder(model, encoder: keras.Model, out_dir: str | Path,
     """Write `out_dir`: the model directory of `model` (its files copied unchanged) with
     `encoder.keras` (float16 storage) added and listed in model.json. Written to a temporary
     folder that then replaces `out_dir`."""
-    from inpaint.models import MODEL_FILES, cast_network, sha256_file
+    from inpaint.models import MODEL_FILES, cast_network, remove_stale_exports, sha256_file
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    remove_stale_exports(out_dir)
+    with atomic_dir(out_dir) as tmp:
         for name in MODEL_FILES:
             shutil.copyfile(model.path / name, tmp / name)
-        stored = cast_network(encoder, "float16")
-        stored.save(tmp / ENCODER_FILE)
+        cast_network(encoder, "float16").save(tmp / ENCODER_FILE)
         meta = json.loads((model.path / "model.json").read_text("utf-8"))
         meta["sha256"] = {**meta["sha256"], ENCODER_FILE: sha256_file(tmp / ENCODER_FILE)}
         meta["encoder"] = {"for_generator": meta["sha256"]["generator.keras"],
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})}
         (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

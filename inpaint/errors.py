@@ -1,11 +1,27 @@
 """Typed errors. The library raises these with a message a user can act on; the CLI prints
-`Error: <message>` and exits with `exit_code` (1 unless stated), never with a traceback."""
+`Error: <message>` and exits with `exit_code`, never with a traceback (cli.InpaintGroup.invoke is
+the one place that maps them).
+
+Exit codes: 2 for UsageError, what the caller asked for is malformed whatever the files, data or
+machine (an option value out of range, options that exclude each other, an argument of the wrong
+kind), the code click gives its own usage errors, so a script can tell bad usage from a failure;
+130 for Interrupted; 1 for everything else, files, data, models, runs and machines that cannot
+serve (a config *file* with a bad value is data: exit 1; the same value given with `--set` is
+usage: the CLI reports it as click's BadParameter, exit 2).
+"""
 
 
 class InpaintError(Exception):
     """Base class of every error a user can cause or fix."""
 
     exit_code = 1
+
+
+class UsageError(InpaintError):
+    """The caller asked for something malformed, whatever the data: an option value out of
+    range, options that exclude each other, an argument of the wrong kind."""
+
+    exit_code = 2
 
 
 class ConfigError(InpaintError):

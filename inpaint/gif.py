@@ -24,14 +24,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inpaint.errors import DataError, InpaintError
+from inpaint.errors import DataError, InpaintError, UsageError
 from inpaint.images import (
     atomic_path,
     atomic_write_bytes,
-    is_image_path,
+    find_images,
     read_image,
     safe_resolve,
+    walk_inputs,
 )
+from inpaint.records import check_stem
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +81,16 @@ def _sorted_frames(paths: Iterable[Path]) -> list[Path]:
     return sorted(set(paths), key=lambda p: (natural_key(p), str(p)))
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (not below it): a frame folder is flat."""
-    return [p for p in folder.iterdir() if is_image_path(p) and not p.is_dir()]
-
-
 def _progress_frames(progress: Path) -> list[Path]:
     """`progress/NNNN.png`; when `complete` ran several batches and wrote only `bKKK_NNNN.png`,
     the first batch's."""
-    images = _images_in(progress)
+    images = find_images(progress, recursive=False)
     frames = [p for p in images if _PROGRESS_STEM.fullmatch(p.stem)]
     if not frames:
         frames = [p for p in images if _FIRST_BATCH_STEM.fullmatch(p.stem)]
     if not frames:
         raise DataError(f"{progress}: no progress frames (NNNN.png or b000_NNNN.png) in it")
     return frames
-
-
-def check_stem(stem: str) -> str:
-    """`stem` if it names one folder inside frames/ (no separator, not "." or ".."), else a
-    DataError: `--image ../../elsewhere` must not read frames outside SRC/frames."""
-    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem:
-        raise DataError(f"--image takes the stem of one completed image (a name such as "
-                        f"'000', as in frames/000/), not a path: {stem!r}")
-    return stem
 
 
 def _image_frames(src: Path, stem: str) -> list[Path]:
@@ -118,31 +106,26 @@ def _image_frames(src: Path, stem: str) -> list[Path]:
         shown = ", ".join(stems[:10]) + (", ..." if len(stems) > 10 else "")
         raise DataError(f"{folder}: no frames for image {stem!r}; images with frames: "
                         f"{shown or 'none'}")
-    frames = _images_in(folder)
+    frames = find_images(folder, recursive=False)
     if not frames:
         raise DataError(f"{folder}: no image files in it")
     return frames
 
 
 def _frames_of(source: str | Path) -> list[Path]:
-    """One SRC -> its frame files (unsorted). See `collect_frames`."""
+    """One SRC -> its frame files. See `collect_frames`."""
     path = Path(source)
-    if path.is_dir():
-        if (path / "progress").is_dir():
-            return _progress_frames(path / "progress")
-        frames = _images_in(path)
-        if not frames:
-            raise DataError(f"{path}: no image files in it (and no progress/ folder)")
-        return frames
-    if path.exists():
-        return [path]  # named explicitly: kept whatever its suffix, so reading says what is wrong
-    if glob.has_magic(str(source)):
-        matches = [Path(p) for p in glob.glob(str(source), recursive=True)]
-        frames = [p for p in matches if is_image_path(p) and not p.is_dir()]
-        if not frames:
-            raise DataError(f"{source}: no image files match this pattern")
-        return frames
-    raise DataError(f"{source}: no such file or directory")
+    if path.is_dir() and (path / "progress").is_dir():
+        return _progress_frames(path / "progress")
+    if not (path.exists() or glob.has_magic(str(source))):
+        raise DataError(f"{source}: no such file or directory")
+    # a frame folder is flat; a file named explicitly is kept whatever its suffix, so reading
+    # it says what is wrong
+    frames = [f.path for f in walk_inputs([source], recursive=False)]
+    if not frames:
+        raise DataError(f"{path}: no image files in it (and no progress/ folder)" if path.is_dir()
+                        else f"{source}: no image files match this pattern")
+    return frames
 
 
 def collect_frames(sources: str | Path | Sequence[str | Path], image: str | None = None,
@@ -162,7 +145,7 @@ def collect_frames(sources: str | Path | Sequence[str | Path], image: str | None
         raise DataError("no frames given")
     if image is not None:
         if len(sources) != 1 or not Path(sources[0]).is_dir():
-            raise DataError("--image needs a single `inpaint complete` output directory as SRC")
+            raise UsageError("--image needs a single `inpaint complete` output directory as SRC")
         return _sorted_frames(_image_frames(Path(sources[0]), image))
     frames: list[Path] = []
     for source in sources:
@@ -230,22 +213,22 @@ def frame_durations_ms(n: int, fps: float, hold_last: float, suffix: str = ".gif
 
 def _check_options(suffix: str, fps: float, loop: int, scale: int, hold_last: float) -> None:
     if suffix not in SUFFIXES:
-        raise InpaintError(f"cannot write {suffix or 'a file without suffix'!r}; the output must "
-                           f"end in {', '.join(SUFFIXES)}")
+        raise UsageError(f"cannot write {suffix or 'a file without suffix'!r}; the output must "
+                         f"end in {', '.join(SUFFIXES)}")
     if not MIN_FPS <= fps < float("inf"):
-        raise InpaintError(f"fps must be at least {MIN_FPS:g} (a frame shows at most "
-                           f"{1 / MIN_FPS:g} s), got {fps}")
+        raise UsageError(f"fps must be at least {MIN_FPS:g} (a frame shows at most "
+                         f"{1 / MIN_FPS:g} s), got {fps}")
     if suffix == ".gif" and fps > MAX_GIF_FPS:
-        raise InpaintError(f"a GIF cannot play faster than {MAX_GIF_FPS:g} fps (browsers slow "
-                           f"shorter delays down to 10 fps); use --fps {MAX_GIF_FPS:g} or less, "
-                           f"or write .mp4 or .webp")
+        raise UsageError(f"a GIF cannot play faster than {MAX_GIF_FPS:g} fps (browsers slow "
+                         f"shorter delays down to 10 fps); use --fps {MAX_GIF_FPS:g} or less, "
+                         f"or write .mp4 or .webp")
     if loop < 0:
-        raise InpaintError(f"loop must be 0 (forever) or a number of plays, got {loop}")
+        raise UsageError(f"loop must be 0 (forever) or a number of plays, got {loop}")
     if int(scale) != scale or scale < 1:
-        raise InpaintError(f"scale must be a positive integer, got {scale}")
+        raise UsageError(f"scale must be a positive integer, got {scale}")
     if not 0 <= hold_last <= MAX_HOLD_SECONDS:
-        raise InpaintError(f"hold-last must be between 0 and {MAX_HOLD_SECONDS:g} seconds, "
-                           f"got {hold_last}")
+        raise UsageError(f"hold-last must be between 0 and {MAX_HOLD_SECONDS:g} seconds, "
+                         f"got {hold_last}")
 
 
 def _check_writer(suffix: str) -> None:

@@ -10,13 +10,14 @@ import errno
 import glob
 import logging
 import os
+import shutil
 import stat
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -36,13 +37,14 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def find_images(root: str | Path) -> list[Path]:
-    """Every entry below `root` with an image suffix that is not a folder (recursive; suffix test
-    is case-insensitive), sorted. FIFOs, dangling links and link loops are included, so reading
-    them reports each one (see open_regular) instead of skipping it unseen."""
+def find_images(root: str | Path, recursive: bool = True) -> list[Path]:
+    """Every entry below `root` (with recursive=False: directly in it) with an image suffix that
+    is not a folder (the suffix test is case-insensitive), sorted. FIFOs, dangling links and link
+    loops are included, so reading them reports each one (see open_regular) instead of skipping
+    it unseen."""
     root = Path(root)
-    found = [p for p in root.rglob("*") if is_image_path(p) and not p.is_dir()]
-    return sorted(found)
+    entries = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in entries if is_image_path(p) and not p.is_dir())
 
 
 def special_file_reason(path: str | Path) -> str | None:
@@ -98,42 +100,65 @@ def safe_resolve(path: str | Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def expand_inputs(inputs: Iterable[str | Path], exclude: str | Path | None = None,
-                  ) -> list[Path]:
-    """Files, directories (recursive) and glob patterns -> unique image paths, in given order.
+class InputFile(NamedTuple):
+    """One file an input names. `rel`: its path below the folder, or below the fixed start of the
+    glob, it was found under (a file given by name: its name), for outputs that mirror the
+    inputs' folders. `named`: given by name, not found by a folder walk or a glob."""
 
-    A named file is kept whatever its suffix (so the user hears why it cannot be read); files found
-    by a directory walk or a glob are kept only if they have an image suffix, and not if they lie
-    inside the folder `exclude` (an output folder inside an input folder: its outputs are no
-    inputs)."""
-    out: list[Path] = []
-    seen: set[Path] = set()
-    skip = safe_resolve(exclude) if exclude is not None else None
+    path: Path
+    rel: Path
+    named: bool
 
-    def add(p: Path, walked: bool = True) -> None:
-        if walked and skip is not None and safe_resolve(p).is_relative_to(skip):
-            return
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
 
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard."""
+    base = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def walk_inputs(inputs: Iterable[str | Path], recursive: bool = True) -> Iterator[InputFile]:
+    """Files, folders and glob patterns -> the files they name, input by input (a folder's
+    sorted, a glob's matches sorted). A folder gives its image files (find_images; recursive=False:
+    only those directly in it); a glob gives its matches with an image suffix, and the image files
+    of the folders it matches (recursive=False: those folders are left out); anything else is
+    given as named, whatever its suffix and whether or not it exists, so that reading it says
+    what is wrong with it. Nothing is deduplicated or excluded: the callers decide that."""
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for q in find_images(p):
-                add(q)
-        elif p.exists():
-            add(p, walked=False)
-        elif glob.has_magic(str(item)):
-            for q in sorted(glob.glob(str(item), recursive=True)):
-                q = Path(q)
-                if q.is_dir():
-                    for r in find_images(q):
-                        add(r)
-                elif is_image_path(q):
-                    add(q)
+            for q in find_images(p, recursive):
+                yield InputFile(q, q.relative_to(p), False)
+        elif p.exists() or not glob.has_magic(str(item)):
+            yield InputFile(p, Path(p.name), True)
         else:
-            add(p, walked=False)  # reading it will report "no such file"
+            base = _glob_base(str(item))
+            for m in sorted(glob.glob(str(item), recursive=True)):
+                q = Path(m)
+                if q.is_dir():
+                    for r in find_images(q) if recursive else ():
+                        yield InputFile(r, Path(os.path.relpath(r, base)), False)
+                elif is_image_path(q):  # links that lead nowhere too: reported per file
+                    yield InputFile(q, Path(os.path.relpath(q, base)), False)
+
+
+def expand_inputs(inputs: Iterable[str | Path], exclude: str | Path | None = None,
+                  ) -> list[Path]:
+    """Files, directories (recursive) and glob patterns -> unique image paths, in given order
+    (see walk_inputs). Files found by a directory walk or a glob are left out if they lie inside
+    the folder `exclude` (an output folder inside an input folder: its outputs are no inputs)."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    skip = safe_resolve(exclude) if exclude is not None else None
+    for f in walk_inputs(inputs):
+        if skip is not None and not f.named and safe_resolve(f.path).is_relative_to(skip):
+            continue
+        if f.path not in seen:
+            seen.add(f.path)
+            out.append(f.path)
     return out
 
 
@@ -303,6 +328,42 @@ def atomic_path(path: str | Path, suffix: str = ".tmp"):
             os.unlink(tmp)
         except OSError:
             pass
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path, *, prefix: str | None = None, fsync: bool = False):
+    """Yield a new temporary folder beside `path` for the caller to fill; when the block ends
+    without error the folder takes `path`'s place, otherwise it is removed. So a crash leaves the
+    old folder or the new one, never a mixture, and never half a folder under `path`'s name.
+
+    A folder cannot be renamed over a non-empty one, so an existing `path` is first renamed to
+    `.<name>.old` and removed after the swap; a crash between the two renames leaves it there
+    (the caller's clean-up of a killed run removes it, e.g. models.remove_stale_exports).
+    `prefix` starts the temporary folder's name (default `.<name>.`), for that clean-up to find
+    it. `fsync`: every file directly in the folder is synced to disk before the rename, so the
+    rename never publishes data that a power cut would lose. The folder gets the permissions of
+    an ordinary new folder (0777 less the umask), not mkdtemp's private 0700."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix or temporary_prefix(path.name), dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        yield tmp
+        if fsync:
+            for f in tmp.iterdir():
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+        old = path.with_name(temporary_prefix(path.name, "old") + "old")
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from inpaint import __version__
 from inpaint.config import SEARCH_PRECISIONS, Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
 from inpaint.hardware import resolve_precision
-from inpaint.images import _UMASK, temporary_prefix
+from inpaint.images import atomic_dir, temporary_prefix
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
@@ -206,9 +204,7 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_exports(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out_dir.name), dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_UMASK)  # an ordinary folder, not mkdtemp's private 0700
+    with atomic_dir(out_dir) as tmp:
         generator.save(tmp / "generator.keras")
         discriminator.save(tmp / "discriminator.keras")
         (tmp / "config.toml").write_text(dumps_config(cfg), encoding="utf-8")
@@ -222,16 +218,6 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
             **(extra or {}),
         }
         (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        old = out_dir.with_name(temporary_prefix(out_dir.name, "old") + "old")
-        if old.exists():
-            shutil.rmtree(old)
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from inpaint import masks as masklib
 from inpaint.blend import poisson_blend
 from inpaint.config import DEFAULT_LR, OPTIMIZERS, PERCEPTUAL, SearchOptions
-from inpaint.errors import Diverged, InpaintError
+from inpaint.errors import Diverged, UsageError
 from inpaint.images import to_float, to_uint8
 from inpaint.models import cast_networks, precision_policy
 from inpaint.ops import translate
@@ -198,7 +198,7 @@ def split_generator(generator, stage: int):
     cut = f"g_relu{stage}"
     if cut not in names:
         stages = sorted(int(n[6:]) for n in names if n.startswith("g_relu"))
-        raise InpaintError(f"code stage must be one of {stages} for this generator, got {stage}")
+        raise UsageError(f"code stage must be one of {stages} for this generator, got {stage}")
     head = keras.Model(generator.input, generator.get_layer(cut).output)
     x = inp = keras.Input(head.output.shape[1:])
     for layer in generator.layers[names.index(cut) + 1:]:
@@ -422,15 +422,15 @@ def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks, 
 
 def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
     """Whether the search starts from the encoder's proposal (see SearchOptions.init).
-    InpaintError when init "encoder" cannot be honoured."""
+    UsageError when init "encoder" cannot be honoured."""
     if opts.init == "random":
         return False
     if opts.init == "encoder":
         if encoder is None:
-            raise InpaintError("init 'encoder' needs a model with an encoder (inpaint "
+            raise UsageError("init 'encoder' needs a model with an encoder (inpaint "
                                "train-encoder); this one has none: use init 'random'")
         if lowres:
-            raise InpaintError("init 'encoder' does not apply to lowres masks (the encoder "
+            raise UsageError("init 'encoder' does not apply to lowres masks (the encoder "
                                "reads pixels); use init 'random'")
         return True
     return encoder is not None and not lowres

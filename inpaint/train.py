@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -37,9 +36,8 @@ from inpaint import __version__
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
-from inpaint.locks import LOCK_NAME
-from inpaint.records import append_jsonl
+from inpaint.images import atomic_dir, atomic_write_bytes, make_grid, to_uint8, write_image
+from inpaint.records import LOCK_NAME, append_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -347,15 +345,14 @@ class GANTrainer:
     # -- checkpoints ------------------------------------------------------------------------
 
     def save_checkpoint(self, ckpt_root: Path, keep: int, epoch: int) -> Path:
-        """Write `ckpt_root/ckpt-<step>` whole (temporary folder, then rename); keep the newest
-        `keep`. Returns its path."""
+        """Write `ckpt_root/ckpt-<step>` whole (images.atomic_dir: a `.tmp-ckpt-*` folder, its
+        files synced, then renamed); keep the newest `keep`. Returns its path."""
         ckpt_root.mkdir(parents=True, exist_ok=True)
         self._set_aside_damaged(ckpt_root)
         final = ckpt_root / f"ckpt-{self.step:07d}"
         if final.exists():
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=ckpt_root))
-        try:
+        with atomic_dir(final, prefix=".tmp-ckpt-", fsync=True) as tmp:
             self.generator.save_weights(tmp / "generator.weights.h5")
             self.discriminator.save_weights(tmp / "discriminator.weights.h5")
             if self.ema_generator is not None:
@@ -368,22 +365,7 @@ class GANTrainer:
             (tmp / "state.json").write_text(json.dumps({
                 "step": self.step, "epoch": epoch, "time": time.time(),
                 "inpaint_version": __version__}))
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in list_checkpoints(ckpt_root)[:-keep]:
-            # renamed first, so a crash halfway through the deletion leaves no half checkpoint
-            # under a checkpoint's name (remove_stale_temporaries clears it on the next start)
-            doomed = ckpt_root / f".tmp-old-{old.name}"
-            try:
-                os.rename(old, doomed)
-            except OSError:
-                continue
-            shutil.rmtree(doomed, ignore_errors=True)
+        prune_checkpoints(ckpt_root, keep)
         return final
 
     def _set_aside_damaged(self, ckpt_root: Path) -> None:
@@ -459,6 +441,19 @@ class GANTrainer:
                 f"{ckpt_root} and metrics.jsonl out of the run directory; or train into a new "
                 "--out")
         return None
+
+
+def prune_checkpoints(ckpt_root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints. Each is renamed first, so a crash halfway
+    through the deletion leaves no half checkpoint under a checkpoint's name
+    (GANTrainer.remove_stale_temporaries clears it on the next start)."""
+    for old in list_checkpoints(ckpt_root)[:-keep]:
+        doomed = ckpt_root / f".tmp-old-{old.name}"
+        try:
+            os.rename(old, doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from inpaint.align import AlignSettings, FaceAligner  # noqa: E402
-from inpaint.complete import SearchOptions  # noqa: E402
+from inpaint.config import SearchOptions  # noqa: E402
 from inpaint.fill import fill_photo  # noqa: E402
 from inpaint.images import make_grid, read_image, write_image  # noqa: E402
 from inpaint.models import PRETRAINED_DIR, load_model  # noqa: E402

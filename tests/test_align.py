@@ -4,45 +4,25 @@ resume and the CLI on the shipped public-domain photo (data/photos/astronaut.jpg
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from inpaint import align
-from inpaint.cli import cli
 from inpaint.errors import AlignError, DataError
 from inpaint.images import read_image
 from inpaint.records import JsonlLog
 
-from .conftest import ROOT, SHARED_DATA
-
-ASTRONAUT = ROOT / "data" / "photos" / "astronaut.jpg"
-
-
-def _has_dlib_model() -> str | None:
-    """Why the dlib tests cannot run here, or None."""
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return "dlib is not installed (pip install 'inpaint[align]')"
-    try:
-        align.default_predictor_path()
-    except AlignError as exc:
-        return str(exc)
-    return None
-
-
-needs_dlib = pytest.mark.skipif(_has_dlib_model() is not None,
-                                reason=f"needs dlib's 68-point model: {_has_dlib_model()}")
-
-
-def run(*args):
-    return CliRunner().invoke(cli, ["align", *[str(a) for a in args]])
+from .conftest import (
+    ASTRONAUT,
+    SHARED_DATA,
+    needs_dlib,
+    run_cli,
+    run_without_tensorflow,
+)
 
 
 def records(out_dir):
@@ -63,6 +43,16 @@ def blank_photo(path, seed=0):
 
 
 # --- Template and affine maths (exact, no dlib) -----------------------------------------------
+
+@pytest.mark.parametrize("settings", [dict(faces="most"), dict(detector="sift"), dict(size=4),
+                                      dict(upsample=-1), dict(landmarks="ears")])
+def test_bad_align_settings_are_usage_errors(settings):
+    from inpaint.errors import UsageError
+
+    with pytest.raises(UsageError) as bad:
+        align.AlignSettings(**settings)
+    assert bad.value.exit_code == 2
+
 
 def test_template_targets_for_size_64_match_the_published_positions():
     targets = align.template_targets(64)
@@ -229,7 +219,7 @@ def test_missing_dlib_is_an_error_that_says_how_to_install(monkeypatch, tmp_path
     blank_photo(tmp_path / "p.png")
     with pytest.raises(AlignError, match=r"pip install 'inpaint\[align\]'"):
         align.FaceAligner()
-    r = run(tmp_path / "p.png", "--out-dir", tmp_path / "out")
+    r = run_cli("align", tmp_path / "p.png", "--out-dir", tmp_path / "out")
     assert r.exit_code == 1 and "Error: face alignment needs dlib" in r.output
     assert "Traceback" not in r.output
 
@@ -237,22 +227,22 @@ def test_missing_dlib_is_an_error_that_says_how_to_install(monkeypatch, tmp_path
 def test_nothing_to_align_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no images found"):
         align.align_batch([str(tmp_path / "*.jpg")], tmp_path / "out")
-    r = run(str(tmp_path / "*.jpg"), "--out-dir", tmp_path / "out")
+    r = run_cli("align", str(tmp_path / "*.jpg"), "--out-dir", tmp_path / "out")
     assert r.exit_code == 1 and f"Error: nothing matches {tmp_path / '*.jpg'}" in r.output
     assert not (tmp_path / "out").exists()
 
 
 def test_bad_options_are_usage_errors(tmp_path):
-    r = run(ASTRONAUT, "--out-dir", tmp_path, "--faces", "some")
+    r = run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--faces", "some")
     assert r.exit_code == 2 and "Invalid value for '--faces'" in r.output
-    r = run(ASTRONAUT, "--out-dir", tmp_path, "--size", "4")
+    r = run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--size", "4")
     assert r.exit_code == 2
-    r = run(ASTRONAUT, "--out-dir", tmp_path, "--predictor", tmp_path / "none.dat")
+    r = run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--predictor", tmp_path / "none.dat")
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
 def test_cli_min_score_default_is_the_library_default():
-    r = CliRunner().invoke(cli, ["align", "--help"])
+    r = run_cli("align", "--help")
     assert f"[default: {align.DEFAULT_MIN_SCORE:g}]" in " ".join(r.output.split())
 
 
@@ -307,24 +297,24 @@ def two_faces(tmp_path_factory):
 
 @needs_dlib
 def test_several_faces_all_largest_or_skipped(tmp_path, two_faces):
-    r = run(two_faces, "--out-dir", tmp_path / "all", "--faces", "all", "-q")
+    r = run_cli("align", two_faces, "--out-dir", tmp_path / "all", "--faces", "all", "-q")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "all").glob("*.png")) == ["pair_0.png", "pair_1.png"]
     (rec,) = records(tmp_path / "all")
     assert [f["output"] for f in rec["faces"]] == ["pair_0.png", "pair_1.png"]
     assert rec["faces"][0]["box"] != rec["faces"][1]["box"]
-    r = run(two_faces, "--out-dir", tmp_path / "skip", "--faces", "skip-multi", "-q")
+    r = run_cli("align", two_faces, "--out-dir", tmp_path / "skip", "--faces", "skip-multi", "-q")
     assert r.exit_code == 0 and "photos with several faces skipped: 1" in r.output
     assert list((tmp_path / "skip").glob("*.png")) == []
     assert records(tmp_path / "skip")[0]["status"] == "skipped-multi"
-    r = run(two_faces, "--out-dir", tmp_path / "largest", "-q")
+    r = run_cli("align", two_faces, "--out-dir", tmp_path / "largest", "-q")
     assert r.exit_code == 0 and [p.name for p in (tmp_path / "largest").glob("*.png")] == [
         "pair.png"]
 
 
 @needs_dlib
 def test_largest_counts_and_reports_the_faces_it_leaves_out(tmp_path, two_faces):
-    r = run(two_faces, ASTRONAUT, "-o", tmp_path / "out", "-q")
+    r = run_cli("align", two_faces, ASTRONAUT, "-o", tmp_path / "out", "-q")
     assert r.exit_code == 0, r.output
     assert "faces left out: 1 in 1 photos with several faces (--faces all keeps them)" in r.output
     s = align.align_batch([two_faces, ASTRONAUT], tmp_path / "out")  # resumed: still counted
@@ -339,7 +329,7 @@ def test_no_face_and_bad_files_are_reported_and_strict_fails(tmp_path):
     blank_photo(photos / "wall.png")
     (photos / "broken.jpg").write_bytes(b"not a jpeg at all")
     out = tmp_path / "out"
-    r = run(photos, "--out-dir", out, "-q")
+    r = run_cli("align", photos, "--out-dir", out, "-q")
     assert r.exit_code == 0, r.output
     assert "aligned 1 of 3 inputs" in r.output
     assert "no face: 1, faces left out: 0 in 0 photos with several faces, errors: 1" in r.output
@@ -349,7 +339,7 @@ def test_no_face_and_bad_files_are_reported_and_strict_fails(tmp_path):
     assert by_name["wall"]["status"] == "no-face" and by_name["wall"]["faces"] == []
     assert by_name["broken"]["status"] == "error" and by_name["broken"]["image_size"] is None
     assert sorted(p.name for p in out.glob("*.png")) == ["astronaut.png"]
-    r = run(photos, "--out-dir", out, "--strict", "-q")
+    r = run_cli("align", photos, "--out-dir", out, "--strict", "-q")
     assert r.exit_code == 1
     assert "Error: --strict: 2 of 3 inputs have no aligned face" in r.output
     assert "Traceback" not in r.output
@@ -376,12 +366,12 @@ def test_rerun_skips_what_is_done_and_redoes_missing_outputs(tmp_path, two_faces
     forced = align.align_batch([photos], out, overwrite=True)
     assert forced.processed == 3
     # other settings into the same folder would mix sizes: refused unless --overwrite
-    r = run(photos, "--out-dir", out, "--size", 32, "-q")
+    r = run_cli("align", photos, "--out-dir", out, "--size", 32, "-q")
     assert r.exit_code == 1 and "aligned with other settings" in r.output
-    r = run(photos, "--out-dir", out, "--size", 32, "--overwrite", "-q")
+    r = run_cli("align", photos, "--out-dir", out, "--size", 32, "--overwrite", "-q")
     assert r.exit_code == 0 and read_image(out / "pair.png").shape == (32, 32, 3)
     # realigned with a bar no detection passes: the faces written before must not linger
-    r = run(photos, "--out-dir", out, "--size", 32, "--min-score", 5, "--overwrite", "-q")
+    r = run_cli("align", photos, "--out-dir", out, "--size", 32, "--min-score", 5, "--overwrite", "-q")
     assert r.exit_code == 0 and "aligned 0 of 3" in r.output
     assert list(out.rglob("*.png")) == []
 
@@ -428,7 +418,7 @@ def test_exif_rotation_grayscale_and_pixel_limit(tmp_path):
 def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path):
     fake = tmp_path / "model.dat"
     fake.write_bytes(b"\0" * 100)
-    r = run(ASTRONAUT, "--out-dir", tmp_path / "out", "--predictor", fake)
+    r = run_cli("align", ASTRONAUT, "--out-dir", tmp_path / "out", "--predictor", fake)
     assert r.exit_code == 1 and "not a dlib landmark model" in r.output
 
 
@@ -450,17 +440,14 @@ def test_aligned_faces_agree_with_openface_outputs(tmp_path):
 
 
 def test_importing_align_loads_neither_dlib_nor_tensorflow():
-    code = ("import sys, inpaint.align, inpaint.cli\n"
-            "assert 'dlib' not in sys.modules, 'dlib imported'\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    run_without_tensorflow("import sys, inpaint.align, inpaint.cli\n"
+                           "assert 'dlib' not in sys.modules, 'dlib imported'")
 
 
 @needs_dlib
 def test_align_command_does_not_import_tensorflow(tmp_path):
     code = ("import sys\nfrom inpaint.cli import cli\n"
             f"try:\n    cli(['align', {str(ASTRONAUT)!r}, '--out-dir', {str(tmp_path)!r}, '-q'])\n"
-            "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            "except SystemExit as e:\n    assert e.code in (0, None), e.code")
+    run_without_tensorflow(code)
     assert (tmp_path / "astronaut.png").is_file()

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from inpaint.cli import cli
 from inpaint.errors import ImageReadError
 from inpaint.images import read_image
 
-from .conftest import ROOT, write_faces
+from .conftest import ROOT, dlib_missing, needs_dlib, run_cli, snapshot, write_faces
 from .data.make_bad_corpus import (
     CORPUS,
     MASK_WRONG_SIZE,
@@ -33,7 +31,6 @@ from .data.make_bad_corpus import (
     WRONG_TYPE_CONFIG,
     corpus_bytes,
 )
-from .test_align import _has_dlib_model, needs_dlib
 
 BAD = ROOT / "tests" / "data" / "bad"
 UNREADABLE = sorted(name for name, (_, ok) in CORPUS.items() if not ok)
@@ -43,19 +40,10 @@ NON_UTF8_STEM = os.fsdecode(NON_UTF8)[:-4]  # what Python calls it: "caf\udce9_f
 GOOD = [f"{i:03d}" for i in range(4)]
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
 
 def assert_no_traceback(r):
     assert "Traceback" not in r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of every file below `folder`."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in folder.rglob("*") if p.is_file()}
 
 
 def inside(folder: Path) -> bool:
@@ -115,7 +103,7 @@ def test_each_file_is_read_converted_or_refused_with_a_reason():
 
 
 def test_train_skips_and_records_the_unreadable_files(corpus, tmp_path):
-    r = run("train", "--dataset", corpus, "--out", tmp_path / "run", "--config",
+    r = run_cli("train", "--dataset", corpus, "--out", tmp_path / "run", "--config",
             ROOT / "configs" / "tiny.toml", "--epochs", 1, "-q")
     assert r.exit_code == 0, r.output
     assert_no_traceback(r)
@@ -132,7 +120,7 @@ def test_complete_finishes_the_readable_reports_the_rest_and_keeps_other_outputs
     Image.new("RGB", (16, 16), (1, 2, 3)).save(out / "completed" / "earlier.png")
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
-    r = run("complete", corpus, "--outDir", out, "--model", model, "--iters", 2, "-q")
+    r = run_cli("complete", corpus, "--outDir", out, "--model", model, "--iters", 2, "-q")
     assert r.exit_code == 1, r.output
     assert_no_traceback(r)
     n_ok = len(READABLE) + len(GOOD) + 1
@@ -146,14 +134,14 @@ def test_complete_finishes_the_readable_reports_the_rest_and_keeps_other_outputs
     assert {k: after[k] for k in before} == before  # nothing of the earlier outputs touched
     assert inside(out)
     # a second run redoes nothing and still reports the bad files
-    r = run("complete", corpus, "--outDir", out, "--model", model, "--iters", 2, "-q")
+    r = run_cli("complete", corpus, "--outDir", out, "--model", model, "--iters", 2, "-q")
     assert r.exit_code == 1 and f"completed 0, already done {n_ok}" in r.output
 
 
 @needs_dlib
 def test_align_records_the_bad_files_and_goes_on(corpus, tmp_path):
     out = tmp_path / "aligned"
-    r = run("align", corpus, "--out-dir", out, "-q")
+    r = run_cli("align", corpus, "--out-dir", out, "-q")
     assert r.exit_code == 0, r.output
     assert_no_traceback(r)
     n = len(UNREADABLE) + len(READABLE) + len(GOOD) + 1
@@ -163,14 +151,14 @@ def test_align_records_the_bad_files_and_goes_on(corpus, tmp_path):
     errors = sorted(Path(rec["input"]).name for rec in records if rec["status"] == "error")
     assert errors == UNREADABLE
     assert NON_UTF8_STEM in {rec["key"] for rec in records}
-    r = run("align", corpus, "--out-dir", out, "--strict", "-q")  # re-run: only errors redone
+    r = run_cli("align", corpus, "--out-dir", out, "--strict", "-q")  # re-run: only errors redone
     assert r.exit_code == 1 and f"{n - len(UNREADABLE)} already done" in r.output
     assert "Error: --strict" in r.output
     assert_no_traceback(r)
 
 
 def test_evaluate_skips_and_names_the_unreadable(corpus, model):
-    r = run("evaluate", corpus, "--model", model, "--iters", 1, "--mask-type", "center", "-q")
+    r = run_cli("evaluate", corpus, "--model", model, "--iters", 1, "--mask-type", "center", "-q")
     assert r.exit_code == 0, r.output
     assert_no_traceback(r)
     skipped = [line for line in r.output.splitlines() if line.startswith("skipped: ")]
@@ -184,7 +172,7 @@ def test_make_gif_names_a_bad_frame_and_keeps_the_old_animation(name, tmp_path):
     shutil.copy(BAD / name, frames / f"0002_{name}")  # sorts between the good frames
     old = tmp_path / "old.gif"
     old.write_bytes(b"GIF89a an earlier animation")
-    r = run("make-gif", frames, "-o", old, "-q")
+    r = run_cli("make-gif", frames, "-o", old, "-q")
     assert r.exit_code == 1, r.output
     assert_no_traceback(r)
     assert r.output.startswith(f"Error: {frames / ('0002_' + name)}")  # 24x24 cmyk: wrong size
@@ -195,7 +183,7 @@ def test_make_gif_with_a_non_utf8_frame_name(tmp_path):
     frames = write_faces(tmp_path / "frames", n=2, size=(16, 16))
     with open(os.path.join(os.fsencode(frames), b"0009_" + NON_UTF8), "wb") as f:
         f.write((frames / "000.png").read_bytes())
-    r = run("make-gif", frames, "-o", tmp_path / "a.gif", "-q")
+    r = run_cli("make-gif", frames, "-o", tmp_path / "a.gif", "-q")
     assert r.exit_code == 0, r.output
     assert "3 frames" in r.output
 
@@ -208,10 +196,10 @@ def test_a_folder_with_no_images(model, tmp_path):
         ("evaluate", empty, "--model", model): (2, "no readable images"),
         ("make-gif", empty, "-o", tmp_path / "a.gif"): (1, "Error: "),
     }
-    if _has_dlib_model() is None:
+    if dlib_missing() is None:
         cases[("align", empty, "--out-dir", tmp_path / "a")] = (1, "Error: no images found")
     for args, (code, message) in cases.items():
-        r = run(*args)
+        r = run_cli(*args)
         assert r.exit_code == code and message in r.output, (args, r.output)
         assert_no_traceback(r)
     assert not (tmp_path / "o").exists() and not (tmp_path / "a.gif").exists()
@@ -219,7 +207,7 @@ def test_a_folder_with_no_images(model, tmp_path):
 
 def test_a_mask_of_the_wrong_size(model, tmp_path):
     src = write_faces(tmp_path / "in", n=2, size=(16, 16))
-    r = run("complete", src, "--outDir", tmp_path / "o1", "--model", model, "--mask",
+    r = run_cli("complete", src, "--outDir", tmp_path / "o1", "--model", model, "--mask",
             BAD / MASK_WRONG_SIZE, "-q")
     assert r.exit_code == 1 and "mask_7x7.png is 7x7; it must be 16x16" in r.output
     assert_no_traceback(r)
@@ -228,7 +216,7 @@ def test_a_mask_of_the_wrong_size(model, tmp_path):
     masks.mkdir()
     shutil.copy(BAD / MASK_WRONG_SIZE, masks / "000.png")
     Image.new("L", (16, 16), 255).save(masks / "001.png")
-    r = run("complete", src, "--outDir", tmp_path / "o2", "--model", model, "--mask", masks,
+    r = run_cli("complete", src, "--outDir", tmp_path / "o2", "--model", model, "--mask", masks,
             "--iters", 1, "-q")
     assert r.exit_code == 1 and "completed 1, already done 0, failed 1" in r.output
     assert sorted(os.listdir(tmp_path / "o2" / "completed")) == ["001.png"]
@@ -287,7 +275,7 @@ def test_a_model_directory_with_a_missing_or_tampered_config(model, tmp_path):
     for what, model_dir in tampered_models(model, tmp_path).items():
         for args in (("complete", src, "--outDir", tmp_path / "out", "--model", model_dir),
                      ("evaluate", src, "--model", model_dir)):
-            r = run(*args, "--iters", 1, "-q")
+            r = run_cli(*args, "--iters", 1, "-q")
             assert r.exit_code == 1 and r.output.startswith("Error: "), (what, r.output)
             assert expected[what] in r.output, (what, r.output)
             assert_no_traceback(r)
@@ -296,22 +284,22 @@ def test_a_model_directory_with_a_missing_or_tampered_config(model, tmp_path):
 
 def test_a_config_with_a_wrong_type(tmp_path):
     faces = write_faces(tmp_path / "faces", n=4)
-    r = run("train", "--dataset", faces, "--out", tmp_path / "r1", "--config",
+    r = run_cli("train", "--dataset", faces, "--out", tmp_path / "r1", "--config",
             BAD / WRONG_TYPE_CONFIG)
     assert r.exit_code == 1 and "train.epochs expects an integer, got 'three'" in r.output
     assert_no_traceback(r)
     assert not (tmp_path / "r1").exists()
-    r = run("train", "--dataset", faces, "--out", tmp_path / "r2", "--set", "train.epochs=three")
+    r = run_cli("train", "--dataset", faces, "--out", tmp_path / "r2", "--set", "train.epochs=three")
     assert r.exit_code == 2 and "train.epochs expects an integer" in r.output
     assert_no_traceback(r)
     run_dir = tmp_path / "r3"  # a run whose stored config was edited: resuming says so
     run_dir.mkdir()
     shutil.copy(BAD / WRONG_TYPE_CONFIG, run_dir / "config.toml")
-    r = run("train", "--out", run_dir, "--dataset", faces)
+    r = run_cli("train", "--out", run_dir, "--dataset", faces)
     assert r.exit_code == 1 and "train.epochs expects an integer" in r.output
     assert_no_traceback(r)
     assert sorted(os.listdir(run_dir)) == ["config.toml"]  # the run is left as it was
-    r = run("train", "--dataset", faces, "--out", tmp_path / "r4", "--config", BAD / "cmyk.jpg")
+    r = run_cli("train", "--dataset", faces, "--out", tmp_path / "r4", "--config", BAD / "cmyk.jpg")
     assert r.exit_code == 1 and "is not UTF-8 text" in r.output
     assert_no_traceback(r)
 
@@ -330,7 +318,7 @@ def test_output_names_stay_inside_and_never_collide(model, tmp_path):
     for name in HOSTILE:
         Image.fromarray(face).save(src / name, format="PNG")
     out = tmp_path / "deep" / "out"
-    r = run("complete", src, "--outDir", out, "--model", model, "--iters", 1, "-q")
+    r = run_cli("complete", src, "--outDir", out, "--model", model, "--iters", 1, "-q")
     assert r.exit_code == 0, r.output
     written = os.listdir(out / "completed")
     assert len(written) == len(HOSTILE) == len({w.casefold() for w in written})  # one each
@@ -361,7 +349,7 @@ def test_per_image_masks_are_found_for_names_with_pattern_characters(model, tmp_
     (src / "000.png").rename(src / "a[1].png")
     Image.new("L", (16, 16), 255).save(masks / "a[1].png")
     Image.new("L", (16, 16), 0).save(masks / "a1.png")  # what the name matches as a pattern
-    r = run("complete", src, "--outDir", tmp_path / "out", "--model", model, "--mask", masks,
+    r = run_cli("complete", src, "--outDir", tmp_path / "out", "--model", model, "--mask", masks,
             "--iters", 1, "-q")
     assert r.exit_code == 0, r.output
     known = np.asarray(Image.open(tmp_path / "out" / "completed" / "a[1].png"))

@@ -4,7 +4,6 @@ when none loads (that would rewrite metrics.jsonl and lose the run's history).""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -12,17 +11,12 @@ from click.testing import CliRunner
 from inpaint.cli import cli
 from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
 
-from .conftest import tiny_config, write_faces
+from .conftest import snapshot, tiny_config, write_faces
 
 
 def halve(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def trained_run(tmp_path: Path) -> tuple[Path, Path]:

@@ -1,61 +1,53 @@
-import subprocess
-import sys
 
-from click.testing import CliRunner
 
 from inpaint import __version__
 from inpaint.cli import cli
 
-from .conftest import ROOT, write_faces
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="inpaint")
+from .conftest import ROOT, run_cli, run_without_tensorflow, write_faces
 
 
 def test_version_and_help_do_not_import_tensorflow():
     code = ("import sys; from inpaint.cli import cli\n"
-            "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    r = run("--version")
+            "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass")
+    run_without_tensorflow(code)
+    r = run_cli("--version")
     assert r.exit_code == 0 and __version__ in r.output
 
 
 def test_train_alias_and_end_to_end(tmp_path):
     data = write_faces(tmp_path / "faces", n=8)
-    r = run("train", "--dataset", data, "--out", tmp_path / "run", "--config",
+    r = run_cli("train", "--dataset", data, "--out", tmp_path / "run", "--config",
             ROOT / "configs" / "tiny.toml", "--epochs", 1, "-q")
     assert r.exit_code == 0, r.output
     assert "trained 2 steps" in r.output
     assert (tmp_path / "run" / "model" / "generator.keras").is_file()
     # re-running resumes without --dataset or --config: both come from the run
-    r = run("train-dcgan", "--out", tmp_path / "run", "--epochs", 2, "-q")
+    r = run_cli("train-dcgan", "--out", tmp_path / "run", "--epochs", 2, "-q")
     assert r.exit_code == 0, r.output
     assert "trained 2 steps" in r.output and "step 4/4" in r.output
-    r = run("train", "--out", tmp_path / "run", "--export-only")
+    r = run_cli("train", "--out", tmp_path / "run", "--export-only")
     assert r.exit_code == 0 and "exported" in r.output
 
 
 def test_usage_errors_exit_2(tmp_path):
-    r = run("train", "--dataset", tmp_path, "--out", tmp_path / "r", "--set", "train.nope=1")
+    r = run_cli("train", "--dataset", tmp_path, "--out", tmp_path / "r", "--set", "train.nope=1")
     assert r.exit_code == 2 and "unknown key 'train.nope'" in r.output
-    r = run("train", "--dataset", tmp_path, "--out", tmp_path / "r", "--set", "train.epochs=x")
+    r = run_cli("train", "--dataset", tmp_path, "--out", tmp_path / "r", "--set", "train.epochs=x")
     assert r.exit_code == 2 and "train.epochs expects an integer" in r.output
-    r = run("train", "--out", tmp_path / "fresh")
+    r = run_cli("train", "--out", tmp_path / "fresh")
     assert r.exit_code == 2 and "--dataset is required" in r.output
 
 
 def test_library_errors_exit_1_without_traceback(tmp_path):
-    r = run("train", "--dataset", tmp_path / "missing", "--out", tmp_path / "r")
+    r = run_cli("train", "--dataset", tmp_path / "missing", "--out", tmp_path / "r")
     assert r.exit_code == 1 and "Error:" in r.output and "Traceback" not in r.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run("train", "--dataset", empty, "--out", tmp_path / "r2")
+    r = run_cli("train", "--dataset", empty, "--out", tmp_path / "r2")
     assert r.exit_code == 1 and "no images" in r.output
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'x'\n")
-    r = run("train", "--dataset", empty, "--out", tmp_path / "r3", "--config", bad)
+    r = run_cli("train", "--dataset", empty, "--out", tmp_path / "r3", "--config", bad)
     assert r.exit_code == 1 and "train.epochs expects an integer" in r.output
 
 
@@ -64,17 +56,17 @@ def test_train_on_two_folders_from_a_model_then_resume_without_options(tmp_path,
     b = write_faces(tmp_path / "b", n=4, seed=2)
     out = tmp_path / "run"
     # no --config: the run takes the model's config (tiny, 8 images = 2 steps an epoch)
-    r = run("train", "--dataset", a, "--dataset", b, "-o", out, "--init-from",
+    r = run_cli("train", "--dataset", a, "--dataset", b, "-o", out, "--init-from",
             tiny_run / "model", "--epochs", 1, "-q")
     assert r.exit_code == 0, r.output
     assert "trained 2 steps" in r.output and "8 images" in r.output
-    r = run("train", "--out-dir", out, "--epochs", 2, "-q")  # both folders come from run.json
+    r = run_cli("train", "--out-dir", out, "--epochs", 2, "-q")  # both folders come from run.json
     assert r.exit_code == 0, r.output
     assert "step 4/4" in r.output and "8 images" in r.output
 
 
 def test_init_from_a_folder_without_a_model_is_a_usage_error(tmp_path):
-    r = run("train", "--dataset", tmp_path, "-o", tmp_path / "r", "--init-from", tmp_path / "no")
+    r = run_cli("train", "--dataset", tmp_path, "-o", tmp_path / "r", "--init-from", tmp_path / "no")
     assert r.exit_code == 2 and "--init-from" in r.output and "does not exist" in r.output
     assert not (tmp_path / "r").exists()
 
@@ -83,8 +75,8 @@ COMMANDS = ("train-dcgan", "complete", "make-gif", "align", "evaluate", "fill")
 
 
 def test_help_shows_the_command_name_the_user_typed():
-    assert "Usage: inpaint train [OPTIONS]" in run("train", "--help").output
-    assert "Usage: inpaint train-dcgan [OPTIONS]" in run("train-dcgan", "--help").output
+    assert "Usage: inpaint train [OPTIONS]" in run_cli("train", "--help").output
+    assert "Usage: inpaint train-dcgan [OPTIONS]" in run_cli("train-dcgan", "--help").output
 
 
 def _examples(help_text):
@@ -117,7 +109,7 @@ def test_every_command_help_has_examples_that_parse():
     assert _parses(["complete", "x", "--no-such-option"]) is not None  # the check can fail
     assert _parses(["complete", "x", "--iters", "many"]) is not None
     for name in COMMANDS:
-        r = run(name, "--help")
+        r = run_cli(name, "--help")
         assert r.exit_code == 0 and "Examples:" in r.output, name
         examples = _examples(r.output)
         assert 2 <= len(examples) <= 5, (name, examples)
@@ -136,13 +128,13 @@ def test_old_option_spellings_are_accepted_but_not_shown():
     ev = cli.get_command(None, "evaluate")
     assert ev.make_context("evaluate", ["x", "--maskType", "left"]).params["mask_types"] == (
         "left",)
-    shown = run("complete", "--help").output + run("evaluate", "--help").output
+    shown = run_cli("complete", "--help").output + run_cli("evaluate", "--help").output
     for spelling in ("--outDir", "--maskType", "--batchSize", "--outInterval"):
         assert spelling not in shown
-    assert "-o, --out-dir" in run("complete", "--help").output
-    assert "-o, --out-dir" in run("align", "--help").output
-    assert "-o, --output" in run("make-gif", "--help").output
-    r = run("complete", "x.png")
+    assert "-o, --out-dir" in run_cli("complete", "--help").output
+    assert "-o, --out-dir" in run_cli("align", "--help").output
+    assert "-o, --output" in run_cli("make-gif", "--help").output
+    r = run_cli("complete", "x.png")
     assert r.exit_code == 2 and "Missing option '-o' / '--out-dir'." in r.output
 
 
@@ -152,32 +144,32 @@ def test_a_missing_input_is_exit_1_and_leaves_nothing_behind(tmp_path):
                  ["complete", tmp_path / "no-*.png", "-o", out], ["evaluate", missing],
                  ["make-gif", missing, "-o", out / "a.gif"],
                  ["train", "--dataset", missing, "--out", out]):
-        r = run(*args)
+        r = run_cli(*args)
         assert r.exit_code == 1, (args, r.output)
         assert "Error:" in r.output and "Traceback" not in r.output, r.output
         assert not out.exists(), args
-    assert f"{missing}: no such file or directory" in run("align", missing, "-o", out).output
+    assert f"{missing}: no such file or directory" in run_cli("align", missing, "-o", out).output
 
 
 def test_a_failed_training_start_removes_the_run_folder_it_made(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run("train", "--dataset", empty, "--out", tmp_path / "runs" / "run", "-q")
+    r = run_cli("train", "--dataset", empty, "--out", tmp_path / "runs" / "run", "-q")
     assert r.exit_code == 1 and "no images" in r.output
     assert not (tmp_path / "runs").exists()  # nor the parent folder it made
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
-    r = run("train", "--dataset", empty, "--out", kept, "-q")
+    r = run_cli("train", "--dataset", empty, "--out", kept, "-q")
     assert r.exit_code == 1 and (kept / "notes.txt").read_text() == "mine"  # not ours to remove
 
 
 def test_conflicting_mask_options_are_refused_and_ignored_ones_warned(tmp_path):
     face = write_faces(tmp_path / "faces", n=1)
-    r = run("complete", face, "-o", tmp_path / "o", "--mask-type", "random", "--mask-box",
+    r = run_cli("complete", face, "-o", tmp_path / "o", "--mask-type", "random", "--mask-box",
             "1,2,3,4")
     assert r.exit_code == 2 and "give one of --mask-type, --mask and --mask-box" in r.output
-    r = run("complete", face, "-o", tmp_path / "o", "--missing-fraction", "0.5",
+    r = run_cli("complete", face, "-o", tmp_path / "o", "--missing-fraction", "0.5",
             "--max-shift", "2", "--model", tmp_path / "no-model")
     assert "--missing-fraction is ignored: it applies only with --mask-type random" in r.output
     assert "--max-shift is ignored: it applies only with --optimize-shift" in r.output
@@ -210,9 +202,9 @@ def test_progress_bars_in_a_log_are_plain_lines():
 
 
 def test_train_shows_one_output_spelling_and_still_takes_out(tmp_path):
-    r = run("train", "--help")
+    r = run_cli("train", "--help")
     assert "-o, --out-dir" in r.output and "--out " not in r.output.replace("--out-dir", "")
     data = write_faces(tmp_path / "faces", n=4)
-    r = run("train", "--dataset", data, "--out", tmp_path / "run", "--config",
+    r = run_cli("train", "--dataset", data, "--out", tmp_path / "run", "--config",
             ROOT / "configs" / "tiny.toml", "--epochs", 1, "-q")
     assert r.exit_code == 0 and "trained 1 steps" in r.output, r.output

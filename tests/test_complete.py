@@ -2,16 +2,14 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from inpaint.cli import cli
 from inpaint.complete import complete_files
 from inpaint.config import SearchOptions
 from inpaint.masks import MaskSpec, build_mask
 from inpaint.records import output_stems
 
-from .conftest import write_faces
+from .conftest import run_cli, write_faces
 
 
 @pytest.fixture
@@ -123,10 +121,6 @@ def test_lowres_and_full_masks(model, tmp_path):
     # full: every pixel is known, so completed is the input itself
     assert (np.asarray(Image.open(tmp_path / "full" / "completed" / "000.png"))
             == np.asarray(Image.open(src / "000.png"))).all()
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_cli_complete_exit_codes(tiny_run, tmp_path):

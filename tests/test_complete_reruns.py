@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-
-from inpaint.cli import cli
-
-from .conftest import write_faces
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from .conftest import run_cli, write_faces
 
 
 def test_an_output_folder_inside_the_input_folder_is_not_completed_again(tiny_run, tmp_path):
     src = write_faces(tmp_path / "in", n=2, size=(16, 16))
     out = src / "out"
     for _ in range(2):
-        r = run("complete", src, "--outDir", out, "--model", tiny_run, "--iters", 1, "-q")
+        r = run_cli("complete", src, "--outDir", out, "--model", tiny_run, "--iters", 1, "-q")
         assert r.exit_code == 0, r.output
     assert "completed 0, already done 2, failed 0" in r.output
     assert sorted(p.name for p in (out / "completed").iterdir()) == ["000.png", "001.png"]
@@ -32,18 +24,18 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tiny_run, tmp_path):
     src = write_faces(tmp_path / "in", n=2, size=(16, 16))
     out = tmp_path / "out"
     common = ["complete", src, "--outDir", out, "--model", tiny_run, "-q"]
-    assert run(*common, "--iters", 2).exit_code == 0
+    assert run_cli(*common, "--iters", 2).exit_code == 0
     record = (out / "run.json").read_bytes()
-    r = run(*common, "--iters", 3, "--mask-type", "left")
+    r = run_cli(*common, "--iters", 3, "--mask-type", "left")
     assert r.exit_code == 1, r.output
     assert "holds completions made with other settings" in r.output
     assert "options.iters 2 there, 3 now" in r.output
     assert "mask center there, left now" in r.output
     assert "--overwrite" in r.output
     assert (out / "run.json").read_bytes() == record  # still says how the images were made
-    r = run(*common, "--iters", 2)  # the same settings resume
+    r = run_cli(*common, "--iters", 2)  # the same settings resume
     assert r.exit_code == 0 and "already done 2" in r.output, r.output
-    r = run(*common, "--iters", 3, "--mask-type", "left", "--overwrite")
+    r = run_cli(*common, "--iters", 3, "--mask-type", "left", "--overwrite")
     assert r.exit_code == 0 and "completed 2" in r.output, r.output
     settings = json.loads((out / "run.json").read_text())["settings"]
     assert settings["options"]["iters"] == 3 and settings["mask"] == "left"
@@ -57,9 +49,9 @@ def test_a_rerun_with_another_model_is_refused(tiny_run, tmp_path):
                          loaded.config, storage="float16")  # other files, other hashes
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
     out = tmp_path / "out"
-    assert run("complete", src, "--outDir", out, "--model", tiny_run, "--iters", 1,
+    assert run_cli("complete", src, "--outDir", out, "--model", tiny_run, "--iters", 1,
                "-q").exit_code == 0
-    r = run("complete", src, "--outDir", out, "--model", other, "--iters", 1, "-q")
+    r = run_cli("complete", src, "--outDir", out, "--model", other, "--iters", 1, "-q")
     assert r.exit_code == 1, r.output
     assert "other settings (another model)" in r.output
 

@@ -11,12 +11,8 @@ of steps, checkpoint writes, image writes and record appends alike.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,76 +20,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ROOT, tiny_config, write_faces
-from .test_align import ASTRONAUT, needs_dlib
-
-TINY = ROOT / "configs" / "tiny.toml"
-LIMIT = 180  # seconds any one command may take here before the test fails
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Running:
-    """`python -m inpaint ARGS` in a subprocess, its output collected as it comes."""
-
-    def __init__(self, *args, cwd: Path | None = None):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-        # A shell that starts jobs in the background (CI runners, `nohup ... &`) passes SIGINT
-        # on ignored, and Python then installs no Ctrl-C handler; a terminal would not.
-        self.proc = subprocess.Popen([sys.executable, "-m", "inpaint", *map(str, args)],
-                                     cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, preexec_fn=_default_sigint)
-        self.stdout, self.stderr = bytearray(), bytearray()
-        self._pumps = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
-                       for s, b in ((self.proc.stdout, self.stdout),
-                                    (self.proc.stderr, self.stderr))]
-        for t in self._pumps:
-            t.start()
-
-    @staticmethod
-    def _pump(stream, buf: bytearray) -> None:
-        while chunk := os.read(stream.fileno(), 65536):
-            buf.extend(chunk)
-
-    def wait_until(self, condition, timeout: float = LIMIT) -> None:
-        """Poll `condition()` until it holds; fail if the command ends or the time runs out."""
-        end = time.monotonic() + timeout
-        while not condition():
-            if self.proc.poll() is not None:
-                self.finish()
-                pytest.fail(f"the command ended (exit {self.proc.returncode}) before the moment "
-                            f"to interrupt it:\n{self.text(self.stderr)[-2000:]}")
-            if time.monotonic() > end:
-                self.kill()
-                pytest.fail("the moment to interrupt the command never came")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.finish()
-
-    def finish(self, timeout: float = LIMIT) -> int:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"the command did not end within {timeout} s")
-        for t in self._pumps:
-            t.join(10)
-        return self.proc.returncode
-
-    @staticmethod
-    def text(buf: bytearray) -> str:
-        return bytes(buf).decode(errors="replace")
-
-
-def run_to_end(*args, cwd: Path | None = None) -> tuple[int, str, str]:
-    r = Running(*args, cwd=cwd)
-    code = r.finish()
-    return code, r.text(r.stdout), r.text(r.stderr)
+from .conftest import (
+    ASTRONAUT,
+    TINY,
+    Running,
+    logged_steps,
+    needs_dlib,
+    run_to_end,
+    tiny_config,
+    whole_json_lines,
+    write_faces,
+)
 
 
 def visible_files(folder: Path) -> list[Path]:
@@ -109,19 +46,6 @@ def assert_whole_pngs(paths, size: tuple[int, int] | None = None) -> None:
 
 
 # ----------------------------------------------------------------------------- training
-
-
-def logged_steps(run: Path) -> list[int]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    steps = []
-    for line in path.read_text().splitlines():
-        try:
-            steps.append(json.loads(line)["step"])
-        except ValueError:
-            pass  # the line a kill cut short
-    return steps
 
 
 @pytest.mark.slow
@@ -256,19 +180,6 @@ def photos(folder: Path, n: int) -> Path:
     return folder
 
 
-def align_records(out: Path) -> list[dict]:
-    path = out / "align.jsonl"
-    if not path.is_file():
-        return []
-    recs = []
-    for line in path.read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except ValueError:
-            pass
-    return recs
-
-
 @needs_dlib
 def test_align_killed_and_rerun_finishes_without_redoing(tmp_path):
     rng = random.Random(5)
@@ -276,13 +187,14 @@ def test_align_killed_and_rerun_finishes_without_redoing(tmp_path):
     out = tmp_path / "aligned"
     args = ["align", src, "--out-dir", out, "-q"]
     for _ in range(2):
-        target = len(align_records(out)) + rng.randint(1, 6)
+        target = len(whole_json_lines(out / "align.jsonl")) + rng.randint(1, 6)
         r = Running(*args)
-        r.wait_until(lambda t=target: len(align_records(out)) >= t)
+        r.wait_until(lambda t=target: len(whole_json_lines(out / "align.jsonl")) >= t)
         time.sleep(rng.uniform(0.0, 0.05))
         r.kill()
         assert_whole_pngs([p for p in visible_files(out) if p.suffix == ".png"], (64, 64))
-    recorded = {rec["key"] for rec in align_records(out) if rec["status"] == "aligned"}
+    recorded = {rec["key"] for rec in whole_json_lines(out / "align.jsonl")
+                if rec["status"] == "aligned"}
     assert 0 < len(recorded) < 30
     stamps = {k: (out / f"{k}.png").stat().st_mtime_ns for k in recorded}
     code, stdout, err = run_to_end(*args)
@@ -326,7 +238,7 @@ def interrupt_case(command: str, tmp_path: Path, tiny_run: Path | None):
         src = photos(tmp_path / "photos", 300)  # seconds of work left after the 2nd record
         out = tmp_path / "aligned"
         return (["align", src, "--out-dir", out, "-q"],
-                lambda r: len(align_records(out)) >= 2,
+                lambda r: len(whole_json_lines(out / "align.jsonl")) >= 2,
                 "Error: interrupted; the records of the inputs done so far are in ")
     frames = gif_frames(tmp_path / "frames", 1500)  # seconds of writing, even on a busy CPU
     return (["make-gif", frames, "-o", tmp_path / "out.gif"],  # the bar says when it works

@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from inpaint.align import MEAN_FACE_68, AlignSettings, FaceAligner, solve_affine, warp_face
-from inpaint.cli import FILL_REGIONS, cli
+from inpaint.cli import FILL_REGIONS
 from inpaint.complete import SearchOptions
 from inpaint.errors import MaskError, NoFaceFound
 from inpaint.fill import (
@@ -25,11 +24,9 @@ from inpaint.fill import (
     square_in_photo,
     warp_to_photo,
 )
-from inpaint.models import load_model
 
-from .conftest import ROOT
+from .conftest import ASTRONAUT, run_cli, run_without_tensorflow
 
-ASTRONAUT = ROOT / "data" / "photos" / "astronaut.jpg"
 FAST = SearchOptions(iters=3)
 
 
@@ -143,11 +140,6 @@ def test_masks_and_boxes_in_photo_pixels(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_run):
-    return load_model(tiny_run / "model")
-
-
-@pytest.fixture(scope="module")
 def astronaut():
     from inpaint.images import read_image
 
@@ -202,16 +194,8 @@ def test_api_takes_and_gives_numpy_or_pil(tiny_model, astronaut, aligner16):
 
 
 def test_api_import_does_not_load_tensorflow():
-    import subprocess
-    import sys
+    run_without_tensorflow("import inpaint; f = inpaint.fill")
 
-    code = ("import sys, inpaint; f = inpaint.fill; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_cli_fills_photos_keeps_exif_orientation_and_reports_failures(tmp_path, tiny_run,
@@ -224,7 +208,7 @@ def test_cli_fills_photos_keeps_exif_orientation_and_reports_failures(tmp_path, 
     exif[0x0112] = 6
     Image.fromarray(astronaut).rotate(90, expand=True).save(photos / "turned.png", exif=exif)
     Image.fromarray(np.full((60, 60, 3), 90, np.uint8)).save(photos / "empty.png")
-    r = run("fill", photos, "-o", tmp_path / "out", "--region", "mouth", "--model",
+    r = run_cli("fill", photos, "-o", tmp_path / "out", "--region", "mouth", "--model",
             tiny_run / "model", "--iters", 3, "-q")
     assert r.exit_code == 1, r.output
     assert "filled 1, failed 1" in r.output and "empty.png: no face found" in r.output
@@ -243,11 +227,11 @@ def test_cli_fills_photos_keeps_exif_orientation_and_reports_failures(tmp_path, 
 
 
 def test_cli_usage_errors(tmp_path):
-    r = run("fill", ASTRONAUT, "-o", tmp_path / "o")
+    r = run_cli("fill", ASTRONAUT, "-o", tmp_path / "o")
     assert r.exit_code == 2 and "--region, --mask or --box" in r.output
-    r = run("fill", ASTRONAUT, "-o", tmp_path / "o", "--region", "ears")
+    r = run_cli("fill", ASTRONAUT, "-o", tmp_path / "o", "--region", "ears")
     assert r.exit_code == 2
-    r = run("fill", ASTRONAUT, "-o", tmp_path / "o", "--box", "1,2,3")
+    r = run_cli("fill", ASTRONAUT, "-o", tmp_path / "o", "--box", "1,2,3")
     assert r.exit_code == 2 and "X,Y,W,H" in r.output
 
 

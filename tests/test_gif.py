@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image, features
 
 from inpaint import gif
-from inpaint.cli import cli
 from inpaint.errors import DataError, ImageReadError, InpaintError
+
+from .conftest import run_cli, run_without_tensorflow
 
 SIZE = (6, 4)  # (w, h) of the synthetic frames
 
@@ -55,9 +54,6 @@ def colours(frames) -> list[int]:
     """The value each flat frame encodes."""
     return [int(f[0, 0, 0]) + 256 * int(f[0, 0, 1]) for f in frames]
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 # ---- collecting and ordering frames -------------------------------------------------------------
@@ -247,7 +243,7 @@ def test_mp4_without_imageio_ffmpeg_says_what_to_install(tmp_path, monkeypatch):
     save_numbered(tmp_path / "f", ["1.png", "2.png"])
     with pytest.raises(InpaintError, match="pip install imageio-ffmpeg"):
         gif.make_animation(tmp_path / "f", tmp_path / "a.mp4")
-    r = run("make-gif", tmp_path / "f", "-o", tmp_path / "a.mp4")
+    r = run_cli("make-gif", tmp_path / "f", "-o", tmp_path / "a.mp4")
     assert r.exit_code == 1 and "Error: writing .mp4 needs" in r.output
     assert not (tmp_path / "a.mp4").exists()
 
@@ -300,7 +296,7 @@ def test_library_rejects_bad_options_before_reading_frames(tmp_path):
 def test_cli_writes_the_gif_the_makefile_asks_for(tmp_path):
     out = tmp_path / "out"
     save_numbered(out / "progress", ["0000.png", "0050.png", "0100.png"])
-    r = run("make-gif", out, "-o", out / "completion.gif", "-q")
+    r = run_cli("make-gif", out, "-o", out / "completion.gif", "-q")
     assert r.exit_code == 0, r.output
     assert f"wrote {out / 'completion.gif'}: 3 frames, 12x8, 1.3 s" in r.output
     frames, durations, loop = read_gif(out / "completion.gif")
@@ -309,7 +305,7 @@ def test_cli_writes_the_gif_the_makefile_asks_for(tmp_path):
 
 def test_cli_options_reach_the_file(tmp_path):
     save_numbered(tmp_path / "out" / "frames" / "face", ["0000.png", "0050.png"])
-    r = run("make-gif", tmp_path / "out", "--image", "face", "-o", tmp_path / "f.gif", "--fps",
+    r = run_cli("make-gif", tmp_path / "out", "--image", "face", "-o", tmp_path / "f.gif", "--fps",
             20, "--loop", 2, "--scale", 3, "--hold-last", 0.25, "-q")
     assert r.exit_code == 0, r.output
     frames, durations, loop = read_gif(tmp_path / "f.gif")
@@ -317,12 +313,12 @@ def test_cli_options_reach_the_file(tmp_path):
 
 
 def test_cli_errors_exit_1_naming_the_file_without_traceback(tmp_path):
-    r = run("make-gif", tmp_path / "missing", "-o", tmp_path / "a.gif")
+    r = run_cli("make-gif", tmp_path / "missing", "-o", tmp_path / "a.gif")
     assert r.exit_code == 1 and "Error:" in r.output and "missing: no such file" in r.output
     assert "Traceback" not in r.output
     save_numbered(tmp_path / "f", ["1.png", "2.png"])
     save(tmp_path / "f" / "3.png", flat(3, size=(5, 5)))
-    r = run("make-gif", tmp_path / "f", "-o", tmp_path / "a.gif", "-q")
+    r = run_cli("make-gif", tmp_path / "f", "-o", tmp_path / "a.gif", "-q")
     assert r.exit_code == 1 and "3.png: frame is 5x5" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "a.gif").exists()
 
@@ -333,18 +329,41 @@ def test_cli_errors_exit_1_naming_the_file_without_traceback(tmp_path):
 ])
 def test_cli_bad_option_values_exit_2(tmp_path, args):
     save_numbered(tmp_path / "f", ["1.png", "2.png"])
-    r = run("make-gif", tmp_path / "f", "-o", tmp_path / "a.gif", *args)
+    r = run_cli("make-gif", tmp_path / "f", "-o", tmp_path / "a.gif", *args)
     assert r.exit_code == 2 and args[0] in r.output, r.output
     assert not (tmp_path / "a.gif").exists()
 
 
 def test_cli_output_is_required_and_its_suffix_checked_exit_2(tmp_path):
     save_numbered(tmp_path / "f", ["1.png", "2.png"])
-    r = run("make-gif", tmp_path / "f")
+    r = run_cli("make-gif", tmp_path / "f")
     assert r.exit_code == 2 and "Missing option '-o'" in r.output
-    r = run("make-gif", tmp_path / "f", "-o", tmp_path / "a.png")
+    r = run_cli("make-gif", tmp_path / "f", "-o", tmp_path / "a.png")
     assert r.exit_code == 2 and "must end in .gif, .webp, .mp4" in r.output
     assert not (tmp_path / "a.png").exists()
+
+
+def test_image_with_two_sources_is_a_usage_error_exit_2(tmp_path):
+    from inpaint.errors import UsageError
+
+    save_numbered(tmp_path / "out" / "frames" / "000", ["1.png", "2.png"])
+    with pytest.raises(UsageError, match="needs a single"):
+        gif.collect_frames([tmp_path / "out", tmp_path / "out"], image="000")
+    r = run_cli("make-gif", tmp_path / "out", tmp_path / "out", "--image", "000", "-o",
+            tmp_path / "a.gif")
+    assert r.exit_code == 2, r.output
+    assert "Error: --image needs a single `inpaint complete` output directory" in r.output
+    assert not (tmp_path / "a.gif").exists()
+
+
+@pytest.mark.parametrize("options", [dict(fps=0.01), dict(fps=60), dict(loop=-1), dict(scale=0),
+                                     dict(hold_last=601)])
+def test_the_library_refuses_bad_option_values_as_usage_errors(tmp_path, options):
+    from inpaint.errors import UsageError
+
+    with pytest.raises(UsageError):
+        gif.write_animation([flat(0), flat(9)], tmp_path / "a.gif", **options)
+    assert not (tmp_path / "a.gif").exists()
 
 
 def test_cli_make_gif_does_not_import_tensorflow(tmp_path):
@@ -352,9 +371,8 @@ def test_cli_make_gif_does_not_import_tensorflow(tmp_path):
     code = ("import sys; from inpaint.cli import cli\n"
             f"try:\n    cli(['make-gif', {str(tmp_path / 'f')!r}, '-o', "
             f"{str(tmp_path / 'a.gif')!r}, '-q'])\n"
-            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code")
+    run_without_tensorflow(code)
     assert (tmp_path / "a.gif").is_file()
 
 
@@ -378,7 +396,7 @@ def test_image_frames_are_blended_like_the_blended_output(tmp_path, tiny_run):
     assert seam > 2  # without blending the last frame is the completed/ image, not blended/
     known = np.asarray(Image.open(out / "masks" / "001.png")) > 127
     assert all((b[known] == p[known]).all() for b, p in zip(blended, plain))
-    r = run("make-gif", out, "--image", "001", "-o", tmp_path / "a.webp", "--scale", "1")
+    r = run_cli("make-gif", out, "--image", "001", "-o", tmp_path / "a.webp", "--scale", "1")
     assert r.exit_code == 0, r.output
     with Image.open(tmp_path / "a.webp") as im:  # lossless: the blended frames themselves
         im.seek(im.n_frames - 1)

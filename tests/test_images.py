@@ -31,6 +31,35 @@ def test_expand_inputs_files_dirs_globs(tmp_path):
     assert [p.name for p in got] == ["a.png", "b.png", "c.txt"]
 
 
+def test_walk_inputs_gives_each_file_with_its_path_below_the_folder_or_glob(tmp_path):
+    from pathlib import Path
+
+    from inpaint.images import walk_inputs
+
+    for name in ("d/a.png", "d/sub/b.jpg", "d/notes.txt", "g/x/c.png", "g/y.txt", "f.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    got = list(walk_inputs([tmp_path / "d", str(tmp_path / "g" / "*"), tmp_path / "f.txt",
+                            tmp_path / "missing.png"]))
+    assert [(f.path.relative_to(tmp_path).as_posix(), f.rel.as_posix(), f.named)
+            for f in got] == [
+        ("d/a.png", "a.png", False), ("d/sub/b.jpg", "sub/b.jpg", False),
+        ("g/x/c.png", "x/c.png", False),  # below the glob's fixed start, g/
+        ("f.txt", "f.txt", True), ("missing.png", "missing.png", True)]
+    path, rel, named = got[0]  # a (path, relative key, named) tuple
+    assert isinstance(path, Path) and rel == Path("a.png") and named is False
+
+
+def test_walk_inputs_not_recursive_takes_only_the_files_directly_in_a_folder(tmp_path):
+    from inpaint.images import walk_inputs
+
+    for name in ("d/a.png", "d/sub/b.png", "e/sub/c.png", "e/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    got = walk_inputs([tmp_path / "d", str(tmp_path / "e" / "*")], recursive=False)
+    assert [f.path.relative_to(tmp_path).as_posix() for f in got] == ["d/a.png", "e/d.png"]
+
+
 def test_read_modes_are_converted(tmp_path):
     gray = Image.fromarray(np.full((5, 6), 100, np.uint8), "L")
     gray.save(tmp_path / "g.png")
@@ -97,6 +126,50 @@ def test_write_is_atomic_and_readable(tmp_path):
     assert (read_image(tmp_path / "sub" / "a.png") == img).all()
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.png"]  # no temp file left
     assert (tmp_path / "sub" / "a.png").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_atomic_dir_replaces_a_folder_whole_with_ordinary_permissions(tmp_path):
+    from inpaint.images import atomic_dir
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with atomic_dir(out) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.")
+        (tmp / "new.txt").write_text("new")
+        assert (out / "old.txt").is_file()  # nothing is visible under the name before the end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no .model.old, no temp
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert out.stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def test_atomic_dir_that_fails_leaves_the_old_folder_and_no_temporary(tmp_path):
+    from inpaint.images import atomic_dir
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(out, prefix=".tmp-x-") as tmp:
+        assert tmp.name.startswith(".tmp-x-")
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("killed halfway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+def test_atomic_dir_syncs_every_file_before_the_rename(tmp_path, monkeypatch):
+    import os
+
+    from inpaint import images
+
+    synced = []
+    monkeypatch.setattr(images.os, "fsync", lambda fd: synced.append(
+        (os.readlink(f"/proc/self/fd/{fd}"), (tmp_path / "ckpt").exists())))
+    with images.atomic_dir(tmp_path / "ckpt", fsync=True) as tmp:
+        for name in ("a.h5", "b.npz"):
+            (tmp / name).write_bytes(b"x")
+    assert sorted((os.path.basename(p), published) for p, published in synced) == [
+        ("a.h5", False), ("b.npz", False)]
 
 
 def test_make_grid_layout():

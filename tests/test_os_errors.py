@@ -13,20 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from inpaint.cli import cli
 from inpaint.images import write_image
 
-from .conftest import ROOT, write_faces
-from .test_crash import run_to_end
-
-TINY = ROOT / "configs" / "tiny.toml"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from .conftest import TINY, run_cli, run_to_end, write_faces
 
 
 def one_error_line(output: str) -> str:
@@ -82,7 +73,7 @@ def test_complete_handles_inputs_with_names_of_255_bytes(tiny_run, tmp_path):
     stem = "f" * 251
     Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(src / f"{stem}.png")
     out = tmp_path / "out"
-    r = run("complete", src, "--outDir", out, "--model", tiny_run, "--iters", 2, "-q")
+    r = run_cli("complete", src, "--outDir", out, "--model", tiny_run, "--iters", 2, "-q")
     assert r.exit_code == 0, r.output
     assert whole_pngs(out / "completed") == [f"{stem}.png"]
 
@@ -94,7 +85,7 @@ def test_complete_into_a_folder_whose_subfolder_is_a_file(tiny_run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "completed").write_text("not a folder")
-    r = run("complete", write_faces(tmp_path / "in", n=1, size=(16, 16)), "--outDir", out,
+    r = run_cli("complete", write_faces(tmp_path / "in", n=1, size=(16, 16)), "--outDir", out,
             "--model", tiny_run, "--iters", 1, "-q")
     assert r.exit_code == 1, r.output
     assert "completed" in one_error_line(r.output)
@@ -102,7 +93,7 @@ def test_complete_into_a_folder_whose_subfolder_is_a_file(tiny_run, tmp_path):
 
 def test_train_into_a_path_that_is_a_file(tmp_path):
     (tmp_path / "run").write_text("a file")
-    r = run("train", "--dataset", write_faces(tmp_path / "faces"), "--out", tmp_path / "run",
+    r = run_cli("train", "--dataset", write_faces(tmp_path / "faces"), "--out", tmp_path / "run",
             "--config", TINY, "-q")
     assert r.exit_code == 1, r.output
     assert one_error_line(r.output).startswith(f"Error: {tmp_path / 'run'}: ")
@@ -111,7 +102,7 @@ def test_train_into_a_path_that_is_a_file(tmp_path):
 
 def test_make_gif_into_a_folder_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
-    r = run("make-gif", write_faces(tmp_path / "frames", n=2, size=(8, 8)), "-o",
+    r = run_cli("make-gif", write_faces(tmp_path / "frames", n=2, size=(8, 8)), "-o",
             tmp_path / "file" / "a.gif", "-q")
     assert r.exit_code == 1, r.output
     assert one_error_line(r.output).startswith(f"Error: {tmp_path / 'file'}")
@@ -120,7 +111,7 @@ def test_make_gif_into_a_folder_that_is_a_file(tmp_path):
 def test_evaluate_checks_its_json_path_before_the_work(tmp_path):
     (tmp_path / "file").write_text("x")
     # The model does not exist: an error about it would mean the work had started first.
-    r = run("evaluate", write_faces(tmp_path / "in", n=1, size=(16, 16)), "--model",
+    r = run_cli("evaluate", write_faces(tmp_path / "in", n=1, size=(16, 16)), "--model",
             tmp_path / "no-model", "--json", tmp_path / "file" / "r.json", "-q")
     assert r.exit_code == 1, r.output
     assert one_error_line(r.output).startswith(f"Error: {tmp_path / 'file'}")
@@ -129,7 +120,7 @@ def test_evaluate_checks_its_json_path_before_the_work(tmp_path):
 def test_evaluate_says_which_images_it_could_not_read(tiny_run, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bad.png").write_bytes(b"not a png")
-    r = run("evaluate", tmp_path / "in", "--model", tiny_run, "-q")
+    r = run_cli("evaluate", tmp_path / "in", "--model", tiny_run, "-q")
     assert r.exit_code == 2, r.output
     assert f"{tmp_path / 'in' / 'bad.png'}: not an image Pillow can read" in r.output
 

@@ -12,20 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from inpaint.cli import cli
 from inpaint.errors import ConfigError, ImageReadError, MaskError
 
-from .conftest import write_faces
-from .test_align import needs_dlib
+from .conftest import needs_dlib, run_cli, write_faces
 
 LIMIT = 120  # seconds: far more than any command here needs; a FIFO read would wait forever
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def without_hanging(fn, fifos):
@@ -91,7 +85,7 @@ def test_complete_reports_special_files_and_completes_the_rest(tiny_run, tmp_pat
     src = write_faces(tmp_path / "in", n=2, size=(16, 16))
     reasons = specials(src)
     out = tmp_path / "out"
-    r = without_hanging(lambda: run("complete", src, "--outDir", out, "--model", tiny_run,
+    r = without_hanging(lambda: run_cli("complete", src, "--outDir", out, "--model", tiny_run,
                                     "--iters", 2, "-q"), [src / "fifo.png"])
     assert r.exit_code == 1, r.output
     assert "completed 2, already done 0, failed 4" in r.output
@@ -103,7 +97,7 @@ def test_complete_reports_special_files_and_completes_the_rest(tiny_run, tmp_pat
 def test_complete_refuses_a_fifo_as_mask(tiny_run, tmp_path):
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
     os.mkfifo(tmp_path / "mask.png")
-    r = without_hanging(lambda: run("complete", src, "--outDir", tmp_path / "out", "--model",
+    r = without_hanging(lambda: run_cli("complete", src, "--outDir", tmp_path / "out", "--model",
                                     tiny_run, "--mask", tmp_path / "mask.png", "-q"),
                         [tmp_path / "mask.png"])
     assert r.exit_code == 2, r.output
@@ -113,7 +107,7 @@ def test_complete_refuses_a_fifo_as_mask(tiny_run, tmp_path):
 def test_evaluate_names_the_special_files_it_skips(tiny_run, tmp_path):
     src = write_faces(tmp_path / "in", n=2, size=(16, 16))
     reasons = specials(src)
-    r = without_hanging(lambda: run("evaluate", src, "--model", tiny_run, "--iters", 1,
+    r = without_hanging(lambda: run_cli("evaluate", src, "--model", tiny_run, "--iters", 1,
                                     "--mask-type", "center", "-q"), [src / "fifo.png"])
     assert r.exit_code == 0, r.output
     for name, reason in reasons.items():
@@ -123,7 +117,7 @@ def test_evaluate_names_the_special_files_it_skips(tiny_run, tmp_path):
 def test_make_gif_names_a_fifo_among_the_frames(tmp_path):
     frames = write_faces(tmp_path / "frames", n=2, size=(8, 8))
     os.mkfifo(frames / "0005.png")
-    r = without_hanging(lambda: run("make-gif", frames, "-o", tmp_path / "a.gif", "-q"),
+    r = without_hanging(lambda: run_cli("make-gif", frames, "-o", tmp_path / "a.gif", "-q"),
                         [frames / "0005.png"])
     assert r.exit_code == 1, r.output
     assert f"Error: {frames / '0005.png'}: not a regular file (a FIFO)" in r.output
@@ -136,7 +130,7 @@ def test_align_reports_each_special_file_and_goes_on(tmp_path):
     reasons = specials(src)
     os.symlink(src / "loop_a.png", tmp_path / "named_loop.png")
     out = tmp_path / "aligned"
-    r = without_hanging(lambda: run("align", src, tmp_path / "named_loop.png", "--out-dir", out,
+    r = without_hanging(lambda: run_cli("align", src, tmp_path / "named_loop.png", "--out-dir", out,
                                     "-q"), [src / "fifo.png"])
     assert r.exit_code == 0, r.output
     assert "errors: 5" in r.output

@@ -11,19 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from inpaint.cli import cli
 from inpaint.config import apply_overrides, load_config
 from inpaint.errors import ConfigError, Diverged, InpaintError, ModelError
 
-from .conftest import ROOT, tiny_config, write_faces
-
-TINY = ROOT / "configs" / "tiny.toml"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from .conftest import TINY, run_cli, tiny_config, write_faces
 
 
 def strict_json_lines(path: Path) -> list[dict]:
@@ -55,7 +47,7 @@ def test_nan_in_a_config_file_is_refused(tmp_path):
 
 
 def test_train_set_nan_is_a_usage_error(tmp_path):
-    r = run("train", "--dataset", write_faces(tmp_path / "faces"), "--out", tmp_path / "run",
+    r = run_cli("train", "--dataset", write_faces(tmp_path / "faces"), "--out", tmp_path / "run",
             "--config", TINY, "--set", "train.lr=nan")
     assert r.exit_code == 2, r.output
     assert "train.lr must be a finite number" in r.output
@@ -69,7 +61,7 @@ def test_train_set_nan_is_a_usage_error(tmp_path):
 ])
 def test_complete_refuses_non_finite_options_before_any_work(args, tmp_path):
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
-    r = run("complete", src, "--outDir", tmp_path / "out", "--model", tmp_path / "no-model",
+    r = run_cli("complete", src, "--outDir", tmp_path / "out", "--model", tmp_path / "no-model",
             *args)
     assert r.exit_code == 2, r.output
     assert args[0] in r.output
@@ -79,13 +71,13 @@ def test_complete_refuses_non_finite_options_before_any_work(args, tmp_path):
 @pytest.mark.parametrize("args", [["--lr", "nan"], ["--lam", "nan"], ["--seed", "-1"]])
 def test_evaluate_refuses_non_finite_options(args, tmp_path):
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
-    r = run("evaluate", src, "--model", tmp_path / "no-model", *args)
+    r = run_cli("evaluate", src, "--model", tmp_path / "no-model", *args)
     assert r.exit_code == 2, r.output
     assert args[0] in r.output
 
 
 def test_train_refuses_a_negative_seed(tmp_path):
-    r = run("train", "--dataset", write_faces(tmp_path / "faces"), "--out", tmp_path / "run",
+    r = run_cli("train", "--dataset", write_faces(tmp_path / "faces"), "--out", tmp_path / "run",
             "--config", TINY, "--seed", "-1")
     assert r.exit_code == 2, r.output
     assert "train.seed" in r.output
@@ -96,7 +88,7 @@ def test_train_refuses_a_negative_seed(tmp_path):
                                   ["--hold-last", "nan"]])
 def test_make_gif_refuses_rates_no_player_can_show(args, tmp_path):
     frames = write_faces(tmp_path / "frames", n=2, size=(8, 8))
-    r = run("make-gif", frames, "-o", tmp_path / "a.webp", *args)
+    r = run_cli("make-gif", frames, "-o", tmp_path / "a.webp", *args)
     assert r.exit_code == 2, r.output
     assert args[0] in r.output
     assert not (tmp_path / "a.webp").exists()
@@ -143,7 +135,7 @@ def test_a_model_with_nan_weights_is_refused_on_load(tiny_run, tmp_path):
     with pytest.raises(ModelError, match="NaN or infinite"):
         load_model(path)
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
-    r = run("complete", src, "--outDir", tmp_path / "out", "--model", path, "-q")
+    r = run_cli("complete", src, "--outDir", tmp_path / "out", "--model", path, "-q")
     assert r.exit_code == 1, r.output
     assert "Error: " in r.output and "NaN or infinite" in r.output
     assert not (tmp_path / "out" / "completed").exists()
@@ -193,7 +185,7 @@ def test_training_that_diverges_stops_and_keeps_its_last_good_checkpoint(tmp_pat
 
 def test_train_with_an_overflowing_rate_ends_in_one_error_line(tmp_path):
     run_dir = tmp_path / "run"
-    r = run("train", "--dataset", write_faces(tmp_path / "faces", n=16), "--out", run_dir,
+    r = run_cli("train", "--dataset", write_faces(tmp_path / "faces", n=16), "--out", run_dir,
             "--config", TINY, "--set", "train.lr=1e30", "-q")
     assert r.exit_code == 1, r.output
     assert "Error: training diverged at step 1" in r.output
@@ -209,7 +201,7 @@ def test_make_gif_image_stem_cannot_leave_the_frames_folder(stem, tmp_path):
     src = tmp_path / "out"
     write_faces(src / "frames" / "000", n=2, size=(8, 8))
     write_faces(tmp_path / "elsewhere", n=2, size=(8, 8))  # what ../../elsewhere reaches
-    r = run("make-gif", src, "--image", stem, "-o", tmp_path / "a.gif", "-q")
+    r = run_cli("make-gif", src, "--image", stem, "-o", tmp_path / "a.gif", "-q")
     assert r.exit_code == 2, r.output
     assert "not a path" in r.output
     assert not (tmp_path / "a.gif").exists()

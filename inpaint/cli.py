@@ -20,6 +20,7 @@ import click
 from inpaint import __version__
 from inpaint.config import (
     CONTEXT_WEIGHTINGS,
+    DEFAULT_ITERS,
     DEFAULT_LR,
     INITS,
     OPTIMIZERS,
@@ -127,9 +128,9 @@ def _search_options(shift: bool = False):
     """The latent-search options every searching command takes (`_search_settings` turns them
     into SearchOptions); `shift` adds --optimize-shift and --max-shift."""
     options = [
-        click.option("--iters", default=_SEARCH.iters, show_default=True,
-                     type=click.IntRange(min=0),
-                     help="Search iterations (the reference used 1000 with momentum; see README)."),
+        click.option("--iters", default=_SEARCH.iters, type=click.IntRange(min=0),
+                     help="Search iterations (default: {random} from a random start, {encoder} "
+                          "from the encoder's; see docs/search.md).".format(**DEFAULT_ITERS)),
         click.option("--optimizer", default=_SEARCH.optimizer, show_default=True,
                      type=click.Choice(OPTIMIZERS)),
         click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),

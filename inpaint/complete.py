@@ -197,7 +197,7 @@ class _BatchRun:
     def search(self, bi: int, n_batches: int, images: np.ndarray, masks: np.ndarray,
                names: list[tuple[Path, str]]) -> CompletionResult:
         """Complete batch number `bi`, writing its log lines and progress images as it goes."""
-        opts = self.opts
+        opts = self.completer.options  # with the iterations that will run
         prefix = self.grid_prefix + ("" if bi == 0 else f"b{bi:03d}_")
         it_bar = tqdm(total=opts.iters + 1, disable=not self.progress, leave=False, unit="it",
                       desc=f"batch {bi + 1}/{n_batches}")

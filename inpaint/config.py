@@ -162,6 +162,10 @@ DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
 # Where each search starts: the model's encoder (inpaint.encoder) or a uniform random z; "auto":
 # the encoder where the model has one and the mask is in pixels (not lowres), else random.
 INITS = ("auto", "encoder", "random")
+# Iterations when none are asked for, by start. Measured on celeba-val (docs/search.md): from a
+# random z, Adam with Yeh weighting has converged by ~100; from the encoder's proposal the fill is
+# best after a few dozen (later ones fit the context closer and the hole drifts).
+DEFAULT_ITERS = {"random": 150, "encoder": 30}
 # What the search changes: z only (Yeh et al.); several codes whose generator features are mixed
 # with learned per-channel weights (multi-code GAN prior, Gu et al., CVPR 2020); or z and then,
 # per image, the generator's weights held close to the trained ones (the idea of Pan et al.
@@ -173,7 +177,7 @@ SEARCH_KINDS = ("z", "multi-code", "finetune")
 class SearchOptions:
     """The latent search. Defaults are the toolkit's recommended settings (see README)."""
 
-    iters: int = 150  # measured: Adam with Yeh weighting has converged by ~100 (README)
+    iters: int | None = None  # None: DEFAULT_ITERS for where the search starts (docs/search.md)
     optimizer: str = "adam"  # "adam" | "momentum" (the reference's Nesterov update)
     lr: float | None = None  # None: 0.03 for adam, 0.01 for momentum
     momentum: float = 0.9
@@ -208,7 +212,7 @@ class SearchOptions:
             raise UsageError(f"the perceptual weight lam must be >= 0, got {self.lam}")
         if self.seed < 0:
             raise UsageError(f"seed must be >= 0, got {self.seed}")
-        if self.iters < 0:
+        if self.iters is not None and self.iters < 0:
             raise UsageError(f"iterations must be >= 0, got {self.iters}")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
@@ -235,6 +239,13 @@ class SearchOptions:
         if self.finetune_steps < 0 or self.finetune_lr <= 0 or self.finetune_hold < 0:
             raise UsageError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self
+
+    def resolved(self, from_encoder: bool) -> SearchOptions:
+        """These options with `iters` set: DEFAULT_ITERS of the start when it is None."""
+        if self.iters is not None:
+            return self
+        return dataclasses.replace(self, iters=DEFAULT_ITERS["encoder" if from_encoder
+                                                           else "random"])
 
     @property
     def learning_rate(self) -> float:

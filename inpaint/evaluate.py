@@ -231,7 +231,7 @@ def quality_curve(model, images: np.ndarray, stems: list[str], kind: str, option
     clock = {"start": time.perf_counter(), "paused": 0.0}
 
     def on_step(i, generated, completions, losses):
-        if i % every and i != options.iters:
+        if i % every and i != run.options.iters:
             return
         t = time.perf_counter()
         curve.append({"iteration": i,

@@ -103,7 +103,7 @@ class LatentSearch:
     before the loss, and the shift is searched too, with Adam, within +-max_shift pixels."""
 
     def __init__(self, generator, discriminator, opts: SearchOptions, lowres: bool = False):
-        self.opts = opts.validate()
+        self.opts = opts.validate().resolved(from_encoder=False)
         # the options' precision decides what the networks compute in (a no-op when they
         # already do, e.g. LoadedModel.networks(precision))
         self.generator, self.discriminator = cast_networks(
@@ -156,10 +156,13 @@ class LatentSearch:
                 "shift": zeros2, "shift_m": zeros2, "shift_v": zeros2}
 
     def run(self, target: np.ndarray, weights: np.ndarray, z0: np.ndarray,
-            callback: Callable[[int, np.ndarray, dict], None] | None = None):
+            callback: Callable[[int, np.ndarray, dict], None] | None = None,
+            iters: int | None = None):
         """Search from z0: (N, z_dim). target: (N, S, S, 3) float32 in [-1, 1]; weights:
         (N, S, S). Calls callback(iteration, G(z) (N, S, S, 3), losses) before each update and
-        after the last. Returns (z, G(z), losses dict of (iters + 1, N), shifts (N, 2))."""
+        after the last. `iters`: the number of updates (default: the options'). Returns (z, G(z),
+        losses dict of (iters + 1, N), shifts (N, 2))."""
+        iters = self.opts.iters if iters is None else iters
         state = self.initial_state(z0)
         target = tf.constant(target, tf.float32)
         weights = tf.constant(weights, tf.float32)
@@ -179,11 +182,11 @@ class LatentSearch:
             if callback is not None:
                 callback(i, g, losses)
 
-        for i in range(self.opts.iters):
+        for i in range(iters):
             state, g, total, contextual, perceptual = self.step(state, target, weights)
             record(i, g, total, contextual, perceptual)
         g, total, contextual, perceptual = self._loss(state["z"], state["shift"], target, weights)
-        record(self.opts.iters, g, total, contextual, perceptual)
+        record(iters, g, total, contextual, perceptual)
         return (state["z"].numpy(), g.numpy(), {k: np.stack(v) for k, v in history.items()},
                 state["shift"].numpy())
 
@@ -341,6 +344,7 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
     Returns a CompletionResult; `losses` are those of the winning restart of each image (and
     "finetune_<name>" (finetune_steps + 1, B) of the tuning)."""
     opts = (options or SearchOptions()).validate()
+    opts = opts.resolved(use_encoder(opts, encoder, lowres))
     images = np.asarray(images)
     masks = np.asarray(masks, np.float32)
     b, k = len(images), opts.restarts
@@ -364,7 +368,8 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
         callback(i, gen, paste(images, gen, paste_masks),
                  {name: val[idx] for name, val in losses.items()})
 
-    z, g, history, shifts = search.run(target, weights_k, z0, on_step if callback else None)
+    z, g, history, shifts = search.run(target, weights_k, z0, on_step if callback else None,
+                                       iters=opts.iters)
     idx = best_of(history["total"][-1])
     losses = {name: val[:, idx] for name, val in history.items()}
     generated = g[idx]
@@ -385,11 +390,12 @@ class Completer:
     options.search "finetune", one GeneratorFinetune. `model`: a models.LoadedModel."""
 
     def __init__(self, model, options: SearchOptions | None = None, lowres: bool = False):
-        self.options = (options or SearchOptions()).validate()
+        options = (options or SearchOptions()).validate()
         self.lowres = lowres
-        self.generator, self.discriminator = model.networks(self.options.precision)
         self.encoder = getattr(model, "encoder", None)
-        use_encoder(self.options, self.encoder, lowres)  # refuse an impossible init up front
+        # refuses an impossible init up front; `options.iters` is what will run
+        self.options = options.resolved(use_encoder(options, self.encoder, lowres))
+        self.generator, self.discriminator = model.networks(self.options.precision)
         self.search = make_search(self.generator, self.discriminator, self.options, lowres)
         self._finetune: GeneratorFinetune | None = None
 

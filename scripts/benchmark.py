@@ -138,9 +138,11 @@ def bench_complete(repeats: int = 5) -> list[dict]:
 
 RECIPES = {
     # the seed's recipe (the reference code): momentum, 1000 iterations, plain L1, no blending
-    "seed (momentum, plain L1)": dict(optimizer="momentum", context_weighting="none"),
-    "adam + yeh weighting": dict(optimizer="adam"),
-    "adam + yeh, bf16": dict(optimizer="adam", precision="bfloat16"),
+    "seed (momentum, plain L1)": dict(optimizer="momentum", context_weighting="none",
+                                      init="random"),
+    "adam + yeh weighting": dict(optimizer="adam", init="random"),
+    "adam + yeh, bf16": dict(optimizer="adam", precision="bfloat16", init="random"),
+    "adam + yeh, encoder start": dict(optimizer="adam", init="encoder"),
 }
 
 
@@ -162,7 +164,8 @@ def bench_curves(model_path: Path, images: Path, limit: int, iters: int, mask: s
     faces, stems = load_faces(images, limit)
     curves = {name: quality_curve(model, faces, stems, mask,
                                   SearchOptions(iters=iters, **kw), every=25)
-              for name, kw in RECIPES.items()}
+              for name, kw in RECIPES.items()
+              if kw.get("init") != "encoder" or model.encoder is not None}
     seed = curves["seed (momentum, plain L1)"]
     target, seed_time = seed[-1]["psnr"], seed[-1]["seconds"]
     print(f"{len(faces)} faces, mask {mask}; target = the seed recipe's PSNR after {iters} "

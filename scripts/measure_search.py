@@ -42,7 +42,12 @@ def main() -> None:
     ap.add_argument("--variant", dest="variants", action="append", required=True)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--curve", type=int, metavar="EVERY",
+                    help="Instead: completed PSNR along each variant's search, every EVERY "
+                         "iterations (evaluate.quality_curve), and a plot beside --json.")
     args = ap.parse_args()
+    if args.curve:
+        return curves(args)
 
     from inpaint.evaluate import evaluate_mask
     from inpaint.images import find_images, read_faces
@@ -72,6 +77,59 @@ def main() -> None:
             "faces": str(args.faces), "n": len(faces), "cpu": platform.processor() or
             platform.machine(), "model": model.identity, "rows": rows,
             "defaults": dataclasses.asdict(SearchOptions())}, indent=2))
+
+
+def curves(args) -> None:
+    from inpaint.evaluate import quality_curve
+    from inpaint.images import find_images, read_faces
+    from inpaint.models import load_model
+    from inpaint.search import SearchOptions
+
+    model = load_model(args.model)
+    faces, stems, _ = read_faces(find_images(args.faces)[:args.limit],
+                                 model.config.model.image_size)
+    out = {}
+    for kind in args.masks or ["center"]:
+        for text in args.variants:
+            name, fields = parse_variant(text)
+            curve = quality_curve(model, faces, stems, kind, SearchOptions(**fields),
+                                  every=args.curve)
+            out[f"{kind} / {name}"] = curve
+            print(kind, name, " ".join(f"{c['iteration']}:{c['psnr']:.2f}" for c in curve),
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"n": len(faces), "curves": out}, indent=2))
+        plot_curves(out, args.json.with_suffix(".png"))
+
+
+def plot_curves(curves: dict, path: Path, w: int = 720, h: int = 420) -> None:
+    """Completed PSNR against iterations, one line per curve, drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+               (140, 86, 75)]
+    pts = [(c["iteration"], c["psnr"]) for cv in curves.values() for c in cv]
+    x1 = max(p[0] for p in pts) or 1
+    y0, y1 = min(p[1] for p in pts) - 0.2, max(p[1] for p in pts) + 0.2
+    im = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(im)
+    left, top, right, bottom = 60, 20, w - 220, h - 40
+
+    def xy(it, v):
+        return (left + (right - left) * it / x1, bottom - (bottom - top) * (v - y0) / (y1 - y0))
+
+    d.rectangle([left, top, right, bottom], outline="black")
+    for k in range(6):
+        v = y0 + (y1 - y0) * k / 5
+        d.text((5, xy(0, v)[1] - 6), f"{v:.1f} dB", fill="black")
+        it = x1 * k / 5
+        d.text((xy(it, y0)[0] - 8, bottom + 5), f"{it:.0f}", fill="black")
+    d.text(((left + right) // 2 - 30, h - 18), "iterations", fill="black")
+    for i, (name, cv) in enumerate(curves.items()):
+        col = colours[i % len(colours)]
+        d.line([xy(c["iteration"], c["psnr"]) for c in cv], fill=col, width=2)
+        d.text((right + 10, top + 16 * i), name, fill=col)
+    im.save(path)
 
 
 if __name__ == "__main__":

@@ -201,3 +201,19 @@ def test_train_encoder_cli_resumes_and_complete_uses_the_encoder(tiny_run, tmp_p
     r = CliRunner().invoke(cli, ["complete", str(data), "-o", str(tmp_path / "o2"), "--model",
                                  str(tiny_run), "--init", "encoder", "--iters", "2", "-q"])
     assert r.exit_code != 0 and "has none" in r.output and "Traceback" not in r.output
+
+
+def test_the_default_iterations_follow_the_start(tiny_encoder_run, tiny_model):
+    from inpaint.config import DEFAULT_ITERS, SearchOptions
+    from inpaint.models import load_model
+    from inpaint.search import Completer
+
+    assert SearchOptions().resolved(True).iters == DEFAULT_ITERS["encoder"] < DEFAULT_ITERS["random"]
+    assert SearchOptions(iters=7).resolved(True).iters == 7
+    images, masks = faces(2), np.stack([build_mask("center", 16)] * 2)
+    with_encoder = Completer(load_model(tiny_encoder_run / "model"),
+                             SearchOptions(precision="float32"))
+    assert with_encoder.options.iters == DEFAULT_ITERS["encoder"]
+    r = with_encoder(images, masks)
+    assert r.losses["total"].shape == (DEFAULT_ITERS["encoder"] + 1, 2)
+    assert Completer(tiny_model, SearchOptions()).options.iters == DEFAULT_ITERS["random"]

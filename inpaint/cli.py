@@ -445,7 +445,8 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
     datasets = list(datasets) or _recorded_encoder_datasets(out)
     cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                         precision=precision)
-    result = train_encoder(loaded, datasets, out, cfg, progress=not quiet)
+    with _removed_on_failed_start(out):
+        result = train_encoder(loaded, datasets, out, cfg, progress=not quiet)
     click.echo(f"encoder at step {result.step} ({result.seconds / 60:.1f} min this run); "
                f"model with encoder: {result.model_dir}")
 

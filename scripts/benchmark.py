@@ -3,6 +3,7 @@ ratios hold on a busy or a different machine; absolute seconds do not.
 
     python scripts/benchmark.py train      # DCGAN training step, fp32 and bf16
     python scripts/benchmark.py complete   # z-search step, fp32 and bf16
+    python scripts/benchmark.py search-parts  # where the fp32 z-search step's time goes
     python scripts/benchmark.py curves --model M --images aligned/celeba-val
                                            # PSNR along the search for each recipe
     python scripts/benchmark.py shift --model M --images aligned/celeba-val
@@ -133,6 +134,51 @@ def bench_complete(repeats: int = 5) -> list[dict]:
         rows.append({"what": f"z-search step {precision}", "seconds": sec,
                      "images_per_s": b / sec, "gflops": gflops, "matmul_gflops": mm,
                      "ratio": gflops / mm})
+    return rows
+
+
+def bench_search_parts(repeats: int = 5) -> list[dict]:
+    """Where the float32 z-search step's time goes: G and D forward alone, each forward and back
+    to its input, and the whole step (those plus the loss, Adam and clipping), at batch 64."""
+    import tensorflow as tf
+
+    from inpaint.config import Config
+    from inpaint.models import build_discriminator, build_generator
+    from inpaint.search import LatentSearch, SearchOptions
+
+    cfg, b = Config(), 64
+    gen, disc = build_generator(cfg.model), build_discriminator(cfg.model)
+    g, d = pass_flops(gen), pass_flops(disc)
+    z = tf.random.uniform((b, cfg.model.z_dim), -1, 1)
+    img = tf.random.uniform((b, 64, 64, 3), -1, 1)
+
+    def to_input(net):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.reduce_sum(net(x, training=False))
+            return tape.gradient(y, x)
+        return run
+
+    search = LatentSearch(gen, disc, SearchOptions(iters=1, precision="float32"))
+    state, w = search.initial_state(z.numpy()), tf.ones((b, 64, 64))
+    g_fwd, d_fwd = tf.function(lambda x: gen(x, training=False)), tf.function(
+        lambda x: disc(x, training=False))
+    g_back, d_back = to_input(gen), to_input(disc)
+    parts = [("G forward", lambda: g_fwd(z).numpy(), g["fwd"]),
+             ("D forward", lambda: d_fwd(img).numpy(), d["fwd"]),
+             ("G forward + back to z", lambda: g_back(z).numpy(), 2 * g["fwd"]),
+             ("D forward + back to the image", lambda: d_back(img).numpy(), 2 * d["fwd"]),
+             ("whole z-search step", lambda: search.step(state, img, w)[0]["z"].numpy(),
+              2 * (g["fwd"] + d["fwd"]))]
+    mm = matmul_gflops("float32")
+    rows = []
+    for name, fn, flops in parts:
+        sec = timed(fn, repeats)
+        rows.append({"what": f"{name}, float32", "seconds": sec, "images_per_s": b / sec,
+                     "gflops": flops * b / sec / 1e9, "matmul_gflops": mm,
+                     "ratio": flops * b / sec / 1e9 / mm})
     return rows
 
 
@@ -469,8 +515,8 @@ def print_rows(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "complete", "ops", "all", "curves", "shift",
-                                         "blend"])
+    parser.add_argument("what", choices=["train", "complete", "search-parts", "ops", "all",
+                                         "curves", "shift", "blend"])
     parser.add_argument("--repeats", type=int,
                         help="timed calls per figure (default 5; blend and ops: 3 per round)")
     parser.add_argument("--batch", type=int, default=64, help="ops: batch size")
@@ -498,6 +544,8 @@ def main() -> None:
         rows += bench_train(args.repeats or 5)
     if args.what in ("complete", "all"):
         rows += bench_complete(args.repeats or 5)
+    if args.what in ("search-parts", "all"):
+        rows += bench_search_parts(args.repeats or 5)
     if rows:
         print_rows(rows)
     if args.what in ("ops", "all"):

@@ -184,6 +184,9 @@ def test_train_encoder_cli_resumes_and_complete_uses_the_encoder(tiny_run, tmp_p
 
     data = write_faces(tmp_path / "faces", n=8)
     run = tmp_path / "enc"
+    r = CliRunner().invoke(cli, ["train-encoder", "--model", str(tiny_run), "-o", str(run),
+                                 "--dataset", str(tmp_path / "nowhere"), "-q"])
+    assert r.exit_code == 1 and "nowhere" in r.output and not run.exists()  # nothing left
     args = ["train-encoder", "--model", str(tiny_run), "-o", str(run), "--filters", "4",
             "--batch-size", "8", "--precision", "float32", "-q"]
     r = CliRunner().invoke(cli, args + ["--dataset", str(data), "--steps", "2"])

@@ -6,8 +6,8 @@ The few names a user needs are importable from the package:
     model = inpaint.load_model()                      # the shipped model (or a run's folder)
     face = inpaint.read_image("face.png")             # (64, 64, 3) uint8, an aligned face
     mask = inpaint.build_mask("center", 64)           # (64, 64) float32, 1 = known
-    result = inpaint.complete(model.generator, model.discriminator, face[None], mask[None],
-                              options=inpaint.SearchOptions(iters=100))
+    search = inpaint.Completer(model)                 # the search set up once: encoder start
+    result = search(face[None], mask[None])           # (B, S, S, 3) in, a CompletionResult out
     inpaint.write_image("filled.png", result.blended[0])
 
     photo = inpaint.fill(inpaint.read_image("me.jpg"), region="mouth")  # a whole photo
@@ -30,6 +30,8 @@ _EXPORTS = {
     "load_model": "inpaint.models",
     "LoadedModel": "inpaint.models",
     "complete": "inpaint.search",
+    "Completer": "inpaint.search",
+    "train_encoder": "inpaint.encoder",
     "complete_files": "inpaint.complete",
     "SearchOptions": "inpaint.config",
     "CompletionResult": "inpaint.search",
@@ -42,7 +44,7 @@ _EXPORTS = {
     "InpaintError": "inpaint.errors",
     "fill": "inpaint.fill",  # loads TensorFlow when called, not when imported
 }
-_NEED_TENSORFLOW = {"inpaint.models", "inpaint.search", "inpaint.complete"}
+_NEED_TENSORFLOW = {"inpaint.models", "inpaint.search", "inpaint.complete", "inpaint.encoder"}
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -25,7 +25,7 @@ GIF ?= $(OUT)/completion.gif
 # $(call need,PATH,what to do): stop with a message unless PATH exists.
 need = @test -e "$(1)" || { echo "make $@: $(1) does not exist; $(2)" >&2; exit 1; }
 
-.PHONY: install test test-all lint align train complete gif demo pretrained benchmark clean
+.PHONY: install test test-all lint align train complete gif demo pretrained encoder benchmark clean
 
 # A stamp file so `make test` re-installs only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -79,6 +79,14 @@ pretrained: install
 		--set train.keep_checkpoints=60 --set train.checkpoint_every=200
 	$(BIN)/python scripts/pretrained.py select runs/celeba70k --images aligned/celeba-val --also-trained
 	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba70k --step <best step>"
+	@echo "and: make encoder (a new generator needs its own encoder; packaging drops the old one)"
+
+# Train the encoder that proposes z for the shipped generator and add it to the package.
+encoder: install
+	$(call need,aligned/celeba-train,run make pretrained first (it aligns CelebA into aligned/))
+	$(INPAINT) train-encoder --dataset aligned/celeba-train --dataset aligned/celeba-more \
+		-o runs/encoder --steps 6000
+	cp runs/encoder/model/encoder.keras runs/encoder/model/model.json inpaint/pretrained/
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py all

@@ -157,6 +157,9 @@ def _search_options(shift: bool = False):
                      type=click.Choice(SEARCH_KINDS),
                      help="z: search z only; finetune: then tune the generator's weights a few "
                           "steps per image, held close to the trained ones (slower, closer fit)."),
+        click.option("--codes", default=_SEARCH.codes, show_default=True,
+                     type=click.IntRange(min=1), help="Latent codes per face with --search "
+                                                      "multi-code."),
         click.option("--finetune-steps", default=_SEARCH.finetune_steps, show_default=True,
                      type=click.IntRange(min=0), help="Steps of --search finetune per image."),
         click.option("--finetune-lr", default=_SEARCH.finetune_lr, show_default=True,
@@ -186,7 +189,7 @@ def _search_options(shift: bool = False):
 
 
 _SEARCH_NAMES = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting",
-                 "perceptual", "restarts", "seed", "init", "search", "finetune_steps",
+                 "perceptual", "restarts", "seed", "init", "search", "codes", "finetune_steps",
                  "finetune_lr", "precision", "optimize_shift", "max_shift")
 
 

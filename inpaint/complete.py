@@ -102,6 +102,9 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     opts = options.validate()
     size = model.config.model.image_size
     out_dir = Path(out_dir)
+    # the search set up first: options it refuses (an encoder start the model cannot give, a
+    # code stage it does not have) fail before anything is written
+    run = _BatchRun(out_dir, model, opts, mask, shard, blend_result, out_interval, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = completion_settings(opts, mask, model, blend_result)
     check_settings(out_dir, settings, overwrite)
@@ -112,7 +115,6 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     pending = _pending(inputs, stems, out_dir, shard, overwrite, summary)
     if mask.file is not None:  # a single mask file is checked once, before any work
         mask.mask_for("", size)
-    run = _BatchRun(out_dir, model, opts, mask, shard, blend_result, out_interval, progress)
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
     bar = tqdm(total=len(pending), disable=not progress, unit="img", desc="images")
     for bi, batch in enumerate(batches):

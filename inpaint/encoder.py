@@ -318,7 +318,7 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
 
     cfg = (cfg or EncoderConfig()).validate()
     run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
-    with lock_folder(run_dir, "inpaint train-encoder"):
+    with lock_folder(run_dir, "train-encoder"):
         settings = _settings(model, cfg, datasets)
         _open_settings(run_dir, settings, cfg, write=False)  # a mismatch fails before loading
         faces = load_face_dataset(datasets, model.config.model.image_size, DataConfig(),

@@ -195,9 +195,10 @@ class SearchOptions:
     search: str = "z"  # SEARCH_KINDS
     codes: int = 8  # multi-code: latent codes per image
     code_stage: int = 1  # multi-code: the codes' features are mixed after this upsampling stage
-    finetune_steps: int = 30  # Adam steps on the generator's weights, per image, after the z search
-    finetune_lr: float = 3e-4  # 16 val faces, centre: 1e-4 +0.03 dB, 3e-4 +0.31, 1e-3 +0.39 (less detail)
-    finetune_hold: float = 10.0  # weight of the squared distance of the weights to the trained ones
+    finetune_steps: int = 30  # Adam steps on G's weights per image, after the z search
+    finetune_lr: float = 3e-4  # 16 val faces, centre: 1e-4 +0.03 dB, 3e-4 +0.31, 1e-3 +0.39
+    #                            (less detail); docs/search.md
+    finetune_hold: float = 10.0  # weight of the squared distance of G's weights to the trained
 
     def validate(self) -> SearchOptions:
         for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr", "finetune_lr",
@@ -207,7 +208,7 @@ class SearchOptions:
                 raise UsageError(f"{name} must be a finite number, got {value}")
         if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.beta2 < 1.0:
             raise UsageError(f"momentum must be in [0, 1] and beta2 in [0, 1), got "
-                               f"{self.momentum} and {self.beta2}")
+                             f"{self.momentum} and {self.beta2}")
         if self.lam < 0:
             raise UsageError(f"the perceptual weight lam must be >= 0, got {self.lam}")
         if self.seed < 0:
@@ -232,10 +233,10 @@ class SearchOptions:
             raise UsageError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.search not in SEARCH_KINDS:
             raise UsageError(f"search must be one of {', '.join(SEARCH_KINDS)}, got "
-                               f"{self.search!r}")
+                             f"{self.search!r}")
         if self.codes < 1 or self.code_stage < 0:
             raise UsageError(f"codes must be >= 1 and code stage >= 0, got {self.codes} and "
-                               f"{self.code_stage}")
+                             f"{self.code_stage}")
         if self.finetune_steps < 0 or self.finetune_lr <= 0 or self.finetune_hold < 0:
             raise UsageError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self

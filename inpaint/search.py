@@ -193,7 +193,7 @@ class LatentSearch:
 
 def split_generator(generator, stage: int):
     """The generator as head and tail around the ReLU after its `stage`-th upsampling (0: the
-    4x4 base): head: z -> features (B, h, w, C); tail: features -> images. ValueError when the
+    4x4 base): head: z -> features (B, h, w, C); tail: features -> images. UsageError when the
     generator has no such stage (the last stage's output is the image)."""
     import keras
 
@@ -415,15 +415,14 @@ def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks, 
                      lowres: bool) -> np.ndarray:
     """z0 of the B * restarts searches (rows packed by MultiCodeSearch.pack for multi-code): seeded
     per image; the first restart's (first code's) z proposed by the encoder when asked."""
-    k = opts.restarts
-    codes = search.codes if isinstance(search, MultiCodeSearch) else 1
-    dim = search.code_dim if isinstance(search, MultiCodeSearch) else search.z_dim
+    k, multi = opts.restarts, isinstance(search, MultiCodeSearch)
+    codes, dim = (search.codes, search.code_dim) if multi else (1, search.z_dim)
     z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
     if use_encoder(opts, encoder, lowres):
         from inpaint.encoder import propose
 
         z0[::k, 0] = propose(encoder, images, masks)  # the first restart of each image
-    return search.pack(z0) if codes > 1 or isinstance(search, MultiCodeSearch) else z0[:, 0]
+    return search.pack(z0) if multi else z0[:, 0]
 
 
 def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
@@ -434,10 +433,10 @@ def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
     if opts.init == "encoder":
         if encoder is None:
             raise UsageError("init 'encoder' needs a model with an encoder (inpaint "
-                               "train-encoder); this one has none: use init 'random'")
+                             "train-encoder); this one has none: use init 'random'")
         if lowres:
             raise UsageError("init 'encoder' does not apply to lowres masks (the encoder "
-                               "reads pixels); use init 'random'")
+                             "reads pixels); use init 'random'")
         return True
     return encoder is not None and not lowres
 

@@ -124,6 +124,30 @@ class AliasOption(click.Option):
 _SEARCH = SearchOptions()
 
 
+def _start_and_kind_options() -> list:
+    """Where the search starts (--init) and what it changes (--search and its settings)."""
+    return [
+        click.option("--init", default=_SEARCH.init, show_default=True, type=click.Choice(INITS),
+                     help="Start from the model's encoder (inpaint train-encoder) or a random z; "
+                          "auto: the encoder when the model has one. With --restarts > 1 the "
+                          "first restart uses the encoder."),
+        click.option("--search", default=_SEARCH.search, show_default=True,
+                     type=click.Choice(SEARCH_KINDS),
+                     help="z: search z only; multi-code: several codes mixed by learned channel "
+                          "weights (closer fit, best on scattered pixels); finetune: then tune the "
+                          "generator's weights a few steps per image, held close to the trained "
+                          "ones (slowest, closest fit)."),
+        click.option("--codes", default=_SEARCH.codes, show_default=True,
+                     type=click.IntRange(min=1), help="Latent codes per face with --search "
+                                                      "multi-code."),
+        click.option("--finetune-steps", default=_SEARCH.finetune_steps, show_default=True,
+                     type=click.IntRange(min=0), help="Steps of --search finetune per image."),
+        click.option("--finetune-lr", default=_SEARCH.finetune_lr, show_default=True,
+                     type=FiniteFloatRange(min=0, min_open=True),
+                     help="Adam step size on the weights with --search finetune."),
+    ]
+
+
 def _search_options(shift: bool = False):
     """The latent-search options every searching command takes (`_search_settings` turns them
     into SearchOptions); `shift` adds --optimize-shift and --max-shift."""
@@ -149,27 +173,11 @@ def _search_options(shift: bool = False):
                      type=click.IntRange(min=1),
                      help="Random starting points per face; the lowest final loss wins."),
         click.option("--seed", default=_SEARCH.seed, show_default=True, type=SEED),
-        click.option("--init", default=_SEARCH.init, show_default=True, type=click.Choice(INITS),
-                     help="Start from the model's encoder (inpaint train-encoder) or a random z; "
-                          "auto: the encoder when the model has one. With --restarts > 1 the "
-                          "first restart uses the encoder."),
-        click.option("--search", default=_SEARCH.search, show_default=True,
-                     type=click.Choice(SEARCH_KINDS),
-                     help="z: search z only; finetune: then tune the generator's weights a few "
-                          "steps per image, held close to the trained ones (slower, closer fit)."),
-        click.option("--codes", default=_SEARCH.codes, show_default=True,
-                     type=click.IntRange(min=1), help="Latent codes per face with --search "
-                                                      "multi-code."),
-        click.option("--finetune-steps", default=_SEARCH.finetune_steps, show_default=True,
-                     type=click.IntRange(min=0), help="Steps of --search finetune per image."),
-        click.option("--finetune-lr", default=_SEARCH.finetune_lr, show_default=True,
-                     type=FiniteFloatRange(min=0, min_open=True),
-                     help="Adam step size on the weights with --search finetune."),
         click.option("--precision", default=_SEARCH.precision, show_default=True,
                      type=click.Choice(SEARCH_PRECISIONS),
                      help="Compute precision of the search (auto: bfloat16 where the "
                           "hardware has it, else float32)."),
-    ]
+    ] + _start_and_kind_options()
     if shift:
         options += [
             click.option("--optimize-shift", is_flag=True,

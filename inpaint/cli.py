@@ -402,7 +402,7 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
             path = training.export_run(out, stored)
             click.echo(f"exported {path}")
             return
-        datasets = list(datasets) or _recorded_dataset(out)
+        datasets = list(datasets) or _recorded_dataset(out / "run.json", "dataset")
         result = training.train(datasets, out, cfg, init_from=init_from, progress=not quiet)
     if not chief:
         click.echo(f"worker done at step {result.step}/{result.total_steps}; the chief wrote "
@@ -446,34 +446,20 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
       inpaint complete faces -o out --model runs/encoder/model --init encoder --iters 50
     """
     _setup_logging(quiet)
-    from inpaint.encoder import EncoderConfig, train_encoder
+    from inpaint.encoder import SETTINGS_FILE, EncoderConfig, train_encoder
     from inpaint.models import load_model
 
     if batch_size % 2:
         raise click.BadParameter("must be even (half generated, half real faces)",
                                  param_hint="'--batch-size'")
     loaded = load_model(_model_path(model))
-    datasets = list(datasets) or _recorded_encoder_datasets(out)
+    datasets = list(datasets) or _recorded_dataset(out / SETTINGS_FILE, "datasets")
     cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                         precision=precision)
     with _removed_on_failed_start(out):
         result = train_encoder(loaded, datasets, out, cfg, progress=not quiet)
     click.echo(f"encoder at step {result.step} ({result.seconds / 60:.1f} min this run); "
                f"model with encoder: {result.model_dir}")
-
-
-def _recorded_encoder_datasets(out: Path) -> list[Path]:
-    import json
-
-    from inpaint.encoder import SETTINGS_FILE
-
-    try:
-        found = json.loads((out / SETTINGS_FILE).read_text("utf-8"))["datasets"]
-    except (OSError, ValueError, KeyError, TypeError):
-        found = None
-    if not isinstance(found, list) or not found or not all(isinstance(p, str) for p in found):
-        raise click.UsageError("--dataset is required (no earlier encoder run records one)")
-    return [Path(p) for p in found]
 
 
 def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
@@ -897,19 +883,15 @@ def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet,
         write_report(json_path, results, opts, loaded, len(faces), failed)
 
 
-def _recorded_dataset(run_dir: Path) -> list[Path]:
-    """The dataset folders the run in `run_dir` recorded (one string in older runs)."""
-    import json
+def _recorded_dataset(record: Path, key: str) -> list[Path]:
+    """The dataset folders an earlier run recorded under `key` of `record` (its run.json or
+    encoder.json)."""
+    from inpaint.records import recorded_paths
 
-    try:
-        found = json.loads((run_dir / "run.json").read_text())["dataset"]
-    except (OSError, ValueError, KeyError, TypeError):
-        found = None
-    if isinstance(found, str):
-        found = [found]
-    if not isinstance(found, list) or not found or not all(isinstance(p, str) for p in found):
+    found = recorded_paths(record, key)
+    if found is None:
         raise click.UsageError("--dataset is required (no earlier run records one)")
-    return [Path(p) for p in found]
+    return found
 
 
 def _init_model_dir(path: Path) -> Path:

@@ -101,6 +101,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return out
 
 
+def recorded_paths(record: str | Path, key: str) -> list[Path] | None:
+    """The paths a run record (a JSON file) lists under `key` (a list of strings, or one string
+    as older runs wrote it); None when the file, the key or a usable value is missing."""
+    try:
+        found = json.loads(Path(record).read_text(encoding="utf-8"))[key]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(found, str):
+        found = [found]
+    if not isinstance(found, list) or not found or not all(isinstance(p, str) for p in found):
+        return None
+    return [Path(p) for p in found]
+
+
 def output_stems(paths: Sequence[Path]) -> list[str]:
     """A unique, safe output stem per input (file stems; repeats get -2, -3, ...). A stem is a
     single path component, so no output can escape the output directory. Stems differ in more

@@ -177,3 +177,19 @@ def test_a_second_training_into_a_running_one_is_refused_and_harms_nothing(tmp_p
     assert trainer.restore_latest(run_dir / "checkpoints") == list_checkpoints(
         run_dir / "checkpoints")[-1]
     assert not (run_dir / LOCK_NAME).exists()
+
+
+def test_recorded_paths_reads_a_list_or_one_string_and_refuses_the_rest(tmp_path):
+    from pathlib import Path
+
+    from inpaint.records import recorded_paths
+
+    rec = tmp_path / "run.json"
+    for value, expected in ((["a", "b/c"], [Path("a"), Path("b/c")]), ("a", [Path("a")]),
+                            ([], None), ([1], None), (None, None)):
+        rec.write_text(json.dumps({"dataset": value}))
+        assert recorded_paths(rec, "dataset") == expected
+    assert recorded_paths(rec, "other") is None
+    assert recorded_paths(tmp_path / "missing.json", "dataset") is None
+    rec.write_text("{torn")
+    assert recorded_paths(rec, "dataset") is None

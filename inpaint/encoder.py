@@ -30,10 +30,15 @@ import tensorflow as tf
 from keras import layers
 
 from inpaint import __version__
-from inpaint.config import DataConfig, ModelConfig
+from inpaint.config import TRAIN_PRECISIONS, DataConfig, ModelConfig
 from inpaint.errors import ConfigError, Interrupted, ModelError, RunDirError
 from inpaint.hardware import resolve_precision
 from inpaint.images import atomic_dir
+from inpaint.train import (
+    CheckpointedTrainer,
+    load_optimizer_arrays,
+    optimizer_arrays,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +80,8 @@ class EncoderConfig:
             raise ConfigError("encoder lr must be > 0 and beta1 < 1")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if self.precision not in ("auto", "float32", "mixed_bfloat16", "mixed_float16"):
-            raise ConfigError("encoder precision must be auto, float32, mixed_bfloat16 or mixed_float16")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ConfigError(f"encoder precision must be one of {', '.join(TRAIN_PRECISIONS)}")
         return self
 
     # keys that may differ when a run resumes: they schedule the run, not what it learns
@@ -164,8 +169,9 @@ def training_masks(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the trainer
 
-class EncoderTrainer:
-    """The encoder, its optimizer and the compiled train step for one frozen generator."""
+class EncoderTrainer(CheckpointedTrainer):
+    """The encoder, its optimizer and the compiled train step for one frozen generator;
+    checkpoints as inpaint.train's (restore_latest, damaged ones set aside)."""
 
     def __init__(self, generator: keras.Model, model_cfg: ModelConfig, cfg: EncoderConfig):
         self.cfg = cfg.validate()
@@ -178,6 +184,7 @@ class EncoderTrainer:
         self.opt = keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta1)
         self.opt.build(self.encoder.trainable_variables)
         self.step = 0
+        self.damaged: set[str] = set()
         self._train = tf.function(self._train_fn)
 
     def _train_fn(self, z, fake_masks, real, real_masks):
@@ -222,47 +229,23 @@ class EncoderTrainer:
     # -- checkpoints (the layout of inpaint.train's: ckpt-<step> folders, written whole) ----
 
     def save_checkpoint(self, ckpt_root: Path, keep: int) -> Path:
-        from inpaint.train import prune_checkpoints
+        return self._save_checkpoint(ckpt_root, keep, self._write_state, {})
 
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        final = ckpt_root / f"ckpt-{self.step:07d}"
-        if final.exists():
-            return final
-        with atomic_dir(final, prefix=".tmp-ckpt-", fsync=True) as tmp:
-            self.encoder.save_weights(tmp / "encoder.weights.h5")
-            np.savez(tmp / "state.npz", **{f"opt_{i:04d}": np.asarray(v.numpy())
-                                           for i, v in enumerate(self.opt.variables)})
-            (tmp / "state.json").write_text(json.dumps({"step": self.step, "time": time.time(),
-                                                        "inpaint_version": __version__}))
-        prune_checkpoints(ckpt_root, keep)
-        return final
+    def _write_state(self, folder: Path) -> None:
+        self.encoder.save_weights(folder / "encoder.weights.h5")
+        np.savez(folder / "state.npz", **optimizer_arrays("opt", self.opt))
 
-    def restore_latest(self, ckpt_root: Path) -> Path | None:
-        """Load the newest checkpoint that loads (older ones when it is damaged); None when there
-        is none. RunDirError when there are checkpoints and none loads."""
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore the encoder, its optimizer and the step; RunDirError when a weight is NaN or
+        infinite or the optimizer state does not fit."""
         from inpaint.models import first_non_finite_weight
-        from inpaint.train import list_checkpoints
 
-        found = list_checkpoints(ckpt_root)
-        for path in reversed(found):
-            try:
-                self.encoder.load_weights(path / "encoder.weights.h5")
-                if (bad := first_non_finite_weight(self.encoder)) is not None:
-                    raise RunDirError(f"weight {bad} holds NaN or infinite values")
-                with np.load(path / "state.npz", allow_pickle=False) as state:
-                    keys = sorted(k for k in state.files if k.startswith("opt_"))
-                    if len(keys) != len(self.opt.variables):
-                        raise RunDirError("optimizer state does not match the encoder")
-                    for v, k in zip(self.opt.variables, keys):
-                        v.assign(state[k])
-                self.step = int(json.loads((path / "state.json").read_text())["step"])
-                return path
-            except (OSError, ValueError, KeyError, RunDirError) as exc:
-                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
-        if found:
-            raise RunDirError(f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded;"
-                              " move them aside to start the encoder over")
-        return None
+        self.encoder.load_weights(path / "encoder.weights.h5")
+        if (bad := first_non_finite_weight(self.encoder)) is not None:
+            raise RunDirError(f"weight {bad} holds NaN or infinite values")
+        with np.load(path / "state.npz", allow_pickle=False) as state:
+            load_optimizer_arrays(state, "opt", self.opt, path)
+        self.step = int(json.loads((path / "state.json").read_text())["step"])
 
 
 # ----------------------------------------------------------------------------- the run
@@ -314,7 +297,6 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
     raises Interrupted."""
     from inpaint.data import load_face_dataset
     from inpaint.records import JsonlLog, lock_folder
-    from inpaint.train import GANTrainer
 
     cfg = (cfg or EncoderConfig()).validate()
     run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
@@ -326,7 +308,7 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
         _open_settings(run_dir, settings, cfg)
         trainer = EncoderTrainer(model.generator, model.config.model, cfg)
         ckpt_root = run_dir / "checkpoints"
-        GANTrainer.remove_stale_temporaries(ckpt_root)  # what a killed run was writing
+        EncoderTrainer.remove_stale_temporaries(ckpt_root)  # what a killed run was writing
         if (resumed := trainer.restore_latest(ckpt_root)) is not None:
             log.info("resumed from %s", resumed)
         t0, last = time.time(), {}

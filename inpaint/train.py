@@ -159,7 +159,78 @@ def _batchnorm_layers(*models) -> list:
 # ----------------------------------------------------------------------------- the GAN
 
 
-class GANTrainer:
+class CheckpointedTrainer:
+    """What the trainers here share about their checkpoints: `ckpt_root/ckpt-<step>` folders
+    written whole, the newest `keep` kept, restored newest first with damaged ones skipped and
+    set aside. A subclass has `step` and `damaged` (a set) and defines load_checkpoint(path)."""
+
+    step: int
+    damaged: set[str]
+
+    def _save_checkpoint(self, ckpt_root: Path, keep: int, write, info: dict) -> Path:
+        """Write `ckpt_root/ckpt-<step>` (images.atomic_dir: a `.tmp-ckpt-*` folder, its files
+        synced, then renamed): `write(folder)` adds the files, state.json the step and `info`;
+        keep the newest `keep`. Returns its path."""
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        self._set_aside_damaged(ckpt_root)
+        final = ckpt_root / f"ckpt-{self.step:07d}"
+        if final.exists():
+            return final
+        with atomic_dir(final, prefix=".tmp-ckpt-", fsync=True) as tmp:
+            write(tmp)
+            (tmp / "state.json").write_text(json.dumps({
+                "step": self.step, **info, "time": time.time(), "inpaint_version": __version__}))
+        prune_checkpoints(ckpt_root, keep)
+        return final
+
+    def _set_aside_damaged(self, ckpt_root: Path) -> None:
+        """Rename the checkpoints restore_latest could not load to `damaged-ckpt-NNNNNNN`, kept
+        for inspection: otherwise they would take the places of the good checkpoints written
+        since (pruning keeps the highest steps) and a checkpoint of their step would never be
+        written again."""
+        for name in sorted(self.damaged):
+            if (ckpt_root / name).is_dir():
+                aside, n = ckpt_root / f"damaged-{name}", 1
+                while aside.exists():
+                    n += 1
+                    aside = ckpt_root / f"damaged-{name}-{n}"
+                os.rename(ckpt_root / name, aside)
+                log.warning("checkpoint %s could not be loaded; kept as %s", name, aside)
+        self.damaged.clear()
+
+    @staticmethod
+    def remove_stale_temporaries(ckpt_root: Path) -> None:
+        """Delete the temporary folders of checkpoints a killed process was writing or
+        deleting (`.tmp-*`); only the process that writes checkpoints may call it."""
+        if ckpt_root.is_dir():
+            for p in ckpt_root.glob(".tmp-*"):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def restore_latest(self, ckpt_root: Path) -> Path | None:
+        """Load the newest loadable checkpoint; a damaged one is skipped with a warning (and set
+        aside by the next save_checkpoint). Returns its path, or None when there is no checkpoint
+        (a fresh run). RunDirError when there are checkpoints and none of them loads: starting
+        over would silently replace the run's history."""
+        found = list_checkpoints(ckpt_root)
+        first_reason = None
+        for path in reversed(found):
+            try:
+                self.load_checkpoint(path)
+                return path
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, RunDirError) as exc:
+                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
+                self.damaged.add(path.name)
+                first_reason = first_reason or f"{path.name}: {exc}"
+        if found:
+            raise RunDirError(
+                f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded (newest: "
+                f"{first_reason}), so the run cannot resume. To start it over from step 0, move "
+                f"{ckpt_root} and metrics.jsonl out of the run directory; or train into a new "
+                "--out")
+        return None
+
+
+class GANTrainer(CheckpointedTrainer):
     """Generator, discriminator, their optimizers and the compiled training step.
 
     Losses are those of the reference DCGAN: the discriminator's sigmoid cross-entropy on real
@@ -345,43 +416,16 @@ class GANTrainer:
     # -- checkpoints ------------------------------------------------------------------------
 
     def save_checkpoint(self, ckpt_root: Path, keep: int, epoch: int) -> Path:
-        """Write `ckpt_root/ckpt-<step>` whole (images.atomic_dir: a `.tmp-ckpt-*` folder, its
-        files synced, then renamed); keep the newest `keep`. Returns its path."""
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        self._set_aside_damaged(ckpt_root)
-        final = ckpt_root / f"ckpt-{self.step:07d}"
-        if final.exists():
-            return final
-        with atomic_dir(final, prefix=".tmp-ckpt-", fsync=True) as tmp:
-            self.generator.save_weights(tmp / "generator.weights.h5")
-            self.discriminator.save_weights(tmp / "discriminator.weights.h5")
-            if self.ema_generator is not None:
-                self.ema_generator.save_weights(tmp / "generator_ema.weights.h5")
-            arrays = {"sample_z": self.sample_z, "rng_state": self.rng.state.numpy()}
-            for tag, opt in (("g_opt", self.g_opt), ("d_opt", self.d_opt)):
-                for i, v in enumerate(opt.variables):
-                    arrays[f"{tag}_{i:04d}"] = np.asarray(v.numpy())
-            np.savez(tmp / "state.npz", **arrays)
-            (tmp / "state.json").write_text(json.dumps({
-                "step": self.step, "epoch": epoch, "time": time.time(),
-                "inpaint_version": __version__}))
-        prune_checkpoints(ckpt_root, keep)
-        return final
+        """Write `ckpt_root/ckpt-<step>` whole; keep the newest `keep`. Returns its path."""
+        return self._save_checkpoint(ckpt_root, keep, self._write_state, {"epoch": epoch})
 
-    def _set_aside_damaged(self, ckpt_root: Path) -> None:
-        """Rename the checkpoints restore_latest could not load to `damaged-ckpt-NNNNNNN`, kept
-        for inspection: otherwise they would take the places of the good checkpoints written
-        since (pruning keeps the highest steps) and a checkpoint of their step would never be
-        written again."""
-        for name in sorted(self.damaged):
-            if (ckpt_root / name).is_dir():
-                aside, n = ckpt_root / f"damaged-{name}", 1
-                while aside.exists():
-                    n += 1
-                    aside = ckpt_root / f"damaged-{name}-{n}"
-                os.rename(ckpt_root / name, aside)
-                log.warning("checkpoint %s could not be loaded; kept as %s", name, aside)
-        self.damaged.clear()
+    def _write_state(self, folder: Path) -> None:
+        self.generator.save_weights(folder / "generator.weights.h5")
+        self.discriminator.save_weights(folder / "discriminator.weights.h5")
+        if self.ema_generator is not None:
+            self.ema_generator.save_weights(folder / "generator_ema.weights.h5")
+        np.savez(folder / "state.npz", sample_z=self.sample_z, rng_state=self.rng.state.numpy(),
+                 **optimizer_arrays("g_opt", self.g_opt), **optimizer_arrays("d_opt", self.d_opt))
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore weights (and the generator average), optimizer state, RNG, sample z and step
@@ -403,50 +447,28 @@ class GANTrainer:
             self.sample_z = state["sample_z"]
             self.rng.reset(state["rng_state"])
             for tag, opt in (("g_opt", self.g_opt), ("d_opt", self.d_opt)):
-                variables = opt.variables
-                keys = sorted(k for k in state.files if k.startswith(tag + "_"))
-                if len(keys) != len(variables):
-                    raise RunDirError(f"{path}: optimizer state does not match the model")
-                for v, k in zip(variables, keys):
-                    v.assign(state[k])
+                load_optimizer_arrays(state, tag, opt, path)
         self.step = int(json.loads((path / "state.json").read_text())["step"])
 
-    @staticmethod
-    def remove_stale_temporaries(ckpt_root: Path) -> None:
-        """Delete the temporary folders of checkpoints a killed process was writing or
-        deleting (`.tmp-*`); only the process that writes checkpoints may call it."""
-        if ckpt_root.is_dir():
-            for p in ckpt_root.glob(".tmp-*"):
-                shutil.rmtree(p, ignore_errors=True)
+def optimizer_arrays(tag: str, opt) -> dict[str, np.ndarray]:
+    """An optimizer's variables as `{tag}_NNNN` arrays, for a checkpoint's state.npz."""
+    return {f"{tag}_{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(opt.variables)}
 
-    def restore_latest(self, ckpt_root: Path) -> Path | None:
-        """Load the newest loadable checkpoint; a damaged one is skipped with a warning (and set
-        aside by the next save_checkpoint). Returns its path, or None when there is no checkpoint
-        (a fresh run). RunDirError when there are checkpoints and none of them loads: starting
-        over would silently replace the run's history."""
-        found = list_checkpoints(ckpt_root)
-        first_reason = None
-        for path in reversed(found):
-            try:
-                self.load_checkpoint(path)
-                return path
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile, RunDirError) as exc:
-                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
-                self.damaged.add(path.name)
-                first_reason = first_reason or f"{path.name}: {exc}"
-        if found:
-            raise RunDirError(
-                f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded (newest: "
-                f"{first_reason}), so the run cannot resume. To start it over from step 0, move "
-                f"{ckpt_root} and metrics.jsonl out of the run directory; or train into a new "
-                "--out")
-        return None
+
+def load_optimizer_arrays(state, tag: str, opt, path: Path) -> None:
+    """Assign what optimizer_arrays saved (`state`: the open state.npz) back to `opt`;
+    RunDirError when the count does not match (a checkpoint of another model)."""
+    keys = sorted(k for k in state.files if k.startswith(tag + "_"))
+    if len(keys) != len(opt.variables):
+        raise RunDirError(f"{path}: optimizer state does not match the model")
+    for v, k in zip(opt.variables, keys):
+        v.assign(state[k])
 
 
 def prune_checkpoints(ckpt_root: Path, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints. Each is renamed first, so a crash halfway
     through the deletion leaves no half checkpoint under a checkpoint's name
-    (GANTrainer.remove_stale_temporaries clears it on the next start)."""
+    (CheckpointedTrainer.remove_stale_temporaries clears it on the next start)."""
     for old in list_checkpoints(ckpt_root)[:-keep]:
         doomed = ckpt_root / f".tmp-old-{old.name}"
         try:

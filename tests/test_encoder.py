@@ -220,3 +220,17 @@ def test_the_default_iterations_follow_the_start(tiny_encoder_run, tiny_model):
     r = with_encoder(images, masks)
     assert r.losses["total"].shape == (DEFAULT_ITERS["encoder"] + 1, 2)
     assert Completer(tiny_model, SearchOptions()).options.iters == DEFAULT_ITERS["random"]
+
+
+def test_a_damaged_encoder_checkpoint_is_skipped_and_set_aside(tiny_encoder_run, tiny_model,
+                                                                 tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(tiny_encoder_run / "checkpoints", ckpts)
+    (ckpts / "ckpt-0000004" / "encoder.weights.h5").write_bytes(b"not a weights file")
+    cfg = EncoderConfig(filters=4, batch_size=8, precision="float32")
+    tr = EncoderTrainer(tiny_model.generator, tiny_model.config.model, cfg)
+    assert tr.restore_latest(ckpts).name == "ckpt-0000002" and tr.step == 2
+    tr.train_step(faces(16))
+    tr.save_checkpoint(ckpts, keep=3)
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "ckpt-0000002", "ckpt-0000003", "damaged-ckpt-0000004"]

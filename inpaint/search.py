@@ -344,7 +344,8 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
     Returns a CompletionResult; `losses` are those of the winning restart of each image (and
     "finetune_<name>" (finetune_steps + 1, B) of the tuning)."""
     opts = (options or SearchOptions()).validate()
-    opts = opts.resolved(use_encoder(opts, encoder, lowres))
+    from_encoder = use_encoder(opts, encoder, lowres)
+    opts = opts.resolved(from_encoder)
     images = np.asarray(images)
     masks = np.asarray(masks, np.float32)
     b, k = len(images), opts.restarts
@@ -355,7 +356,8 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
         weights = masks.copy()
     target = np.repeat(to_float(images), k, axis=0)
     weights_k = np.repeat(weights, k, axis=0)
-    z0 = _starting_points(search, opts, b, seeds, images, masks, encoder, lowres)
+    z0 = _starting_points(search, opts, b, seeds, images, masks,
+                          encoder if from_encoder else None)
 
     def best_of(total):  # (B*K,) -> index into B*K of each image's best restart
         return np.arange(b) * k + total.reshape(b, k).argmin(axis=1)
@@ -411,14 +413,14 @@ class Completer:
                         finetune=self._finetune)
 
 
-def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks, encoder,
-                     lowres: bool) -> np.ndarray:
+def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks,
+                     encoder) -> np.ndarray:
     """z0 of the B * restarts searches (rows packed by MultiCodeSearch.pack for multi-code): seeded
-    per image; the first restart's (first code's) z proposed by the encoder when asked."""
+    per image; with an `encoder`, the first restart's (first code's) z is its proposal."""
     k, multi = opts.restarts, isinstance(search, MultiCodeSearch)
     codes, dim = (search.codes, search.code_dim) if multi else (1, search.z_dim)
     z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
-    if use_encoder(opts, encoder, lowres):
+    if encoder is not None:
         from inpaint.encoder import propose
 
         z0[::k, 0] = propose(encoder, images, masks)  # the first restart of each image

@@ -25,7 +25,7 @@ from inpaint.blend import poisson_blend
 from inpaint.config import DEFAULT_LR, OPTIMIZERS, PERCEPTUAL, SearchOptions
 from inpaint.errors import Diverged, UsageError
 from inpaint.images import to_float, to_uint8
-from inpaint.models import cast_networks, precision_policy
+from inpaint.models import cast_networks, precision_policy, propose
 from inpaint.ops import translate
 
 __all__ = ["DEFAULT_LR", "OPTIMIZERS", "PERCEPTUAL", "CompletionResult", "Completer",
@@ -338,7 +338,7 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
     8x8 block means of the images instead of pixels (and nothing is pasted). `seeds`: one per image
     for its starting z (default: derived from options.seed and the position). `callback(iteration,
     generated (B, S, S, 3) float32, completions (B, S, S, 3) uint8, losses {name: (B,)})` sees the
-    current best restart of each image. `encoder` (inpaint.encoder) proposes the first restart's
+    current best restart of each image. `encoder` (models.build_encoder) proposes the first restart's
     z when options.init asks for it ("auto": when given and not `lowres`). With options.search
     "finetune", the generator is then tuned per image (GeneratorFinetune; `finetune` reuses one).
     Returns a CompletionResult; `losses` are those of the winning restart of each image (and
@@ -421,8 +421,6 @@ def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks,
     codes, dim = (search.codes, search.code_dim) if multi else (1, search.z_dim)
     z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
     if encoder is not None:
-        from inpaint.encoder import propose
-
         z0[::k, 0] = propose(encoder, images, masks)  # the first restart of each image
     return search.pack(z0) if multi else z0[:, 0]
 

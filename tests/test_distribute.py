@@ -234,7 +234,7 @@ def test_a_lost_worker_stops_the_other_and_a_restart_resumes(tmp_path):
     (code, _, err), _ = finish_all(procs)
     assert code == 1 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("Error: lost contact with another worker")
-    from inpaint.train import list_checkpoints
+    from inpaint.checkpoints import list_checkpoints
 
     last = int(list_checkpoints(tmp_path / "run" / "checkpoints")[-1].name[5:])
     assert last >= 5

@@ -7,16 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from inpaint.encoder import (
-    TRAINING_MASK_KINDS,
-    EncoderConfig,
-    EncoderTrainer,
-    build_encoder,
-    propose,
-    training_masks,
-)
+from inpaint.encoder import TRAINING_MASK_KINDS, EncoderConfig, EncoderTrainer, training_masks
 from inpaint.errors import ConfigError, InpaintError, ModelError, RunDirError
 from inpaint.masks import build_mask
+from inpaint.models import build_encoder, propose
 
 
 def faces(n=3, size=16, seed=0):

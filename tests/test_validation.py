@@ -163,7 +163,8 @@ def test_a_search_whose_loss_becomes_nan_stops_with_an_error(tiny_run):
 
 
 def test_training_that_diverges_stops_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
-    from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
+    from inpaint.checkpoints import list_checkpoints
+    from inpaint.train import GANTrainer, prepare_run_dir, train
 
     original = GANTrainer.train_step
 

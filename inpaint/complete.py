@@ -2,7 +2,7 @@
 
 `complete_files()` reads inputs in batches, builds their masks (masks.MaskSpec), runs the search
 and writes every output, the per-iteration log and the run record; `write_sheet()` draws the
-contact sheet. The search itself, `complete()`, and its options are re-exported here.
+contact sheet. The search itself is inpaint.search's, its options inpaint.config's.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inpaint import masks as masklib
+from inpaint.config import SearchOptions
 from inpaint.errors import ImageReadError, MaskError, RunDirError
 from inpaint.images import (
     atomic_write_bytes,
@@ -29,13 +30,8 @@ from inpaint.images import (
     write_image,
 )
 from inpaint.masks import MaskSpec
-from inpaint.records import JsonlLog, in_shard, output_stems, parse_shard, shard_tag
-from inpaint.search import Completer, CompletionResult, LatentSearch, SearchOptions, complete
-
-# Re-exported: `from inpaint.complete import complete, SearchOptions, ...` keeps working.
-__all__ = ["CompletionResult", "FilesSummary", "LatentSearch", "MaskSpec", "SearchOptions",
-           "check_settings", "complete", "complete_files", "completion_settings", "in_shard",
-           "masked_view", "output_stems", "parse_shard", "sheet_scale_for", "write_sheet"]
+from inpaint.records import JsonlLog, in_shard, output_stems, shard_tag
+from inpaint.search import Completer, CompletionResult
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +95,13 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     first prefix their progress/ and hats/ grids with `shardI_`, each writes its own
     log.shard-I-of-N.jsonl and run.shard-I-of-N.json, and sheet.png shows every image completed
     in `out_dir` when the shard finished."""
-    opts = options.validate()
     size = model.config.model.image_size
     out_dir = Path(out_dir)
-    # the search set up first: options it refuses (an encoder start the model cannot give, a
-    # code stage it does not have) fail before anything is written
-    run = _BatchRun(out_dir, model, opts, mask, shard, blend_result, out_interval, progress)
+    # the search set up first (search.Completer validates the options): options it refuses (an
+    # encoder start the model cannot give, a code stage it does not have) fail before anything
+    # is written
+    run = _BatchRun(out_dir, model, options, mask, shard, blend_result, out_interval, progress)
+    opts = options  # as the caller gave them: the record of the settings asked for
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = completion_settings(opts, mask, model, blend_result)
     check_settings(out_dir, settings, overwrite)

@@ -38,8 +38,7 @@ from inpaint.align import (
     warp_face,
 )
 from inpaint.blend import poisson_blend
-from inpaint.config import SearchOptions
-from inpaint.errors import InpaintError, MaskError, NoFaceFound
+from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.images import atomic_path, read_image, to_uint8, write_image
 from inpaint.masks import find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, output_stems
@@ -260,20 +259,23 @@ def _pick(kept, policy: str):
 
 def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = (),
                grow: float | None = None, hole: np.ndarray | None = None, faces: str = "largest",
-               options=None, name: str = "photo", search=None) -> FillResult:
+               options=None, name: str = "photo") -> FillResult:
     """Fill `photo` `(H, W, 3)` uint8 where asked: the landmark `regions` of each chosen face,
     and/or `hole` `(H, W)` bool (True = fill) in photo pixels.
 
-    `model`: a LoadedModel; `aligner`: an align.FaceAligner whose size is the model's; `faces`:
-    "largest" or "all"; `options`: SearchOptions; `name` seeds each face's search (so a photo's
-    result does not depend on what else is in the batch) and names it in errors; `search`: a
-    search.Completer for these options to reuse (compiled once).
+    `model`: a LoadedModel, searched with `options` (SearchOptions; default: the defaults), or a
+    search.Completer set up once for many photos, which holds its own options (then `options`
+    must be None); `aligner`: an align.FaceAligner whose size is the model's; `faces`: "largest"
+    or "all"; `name` seeds each face's search (so a photo's result does not depend on what else
+    is in the batch) and names it in errors.
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
     from inpaint.search import Completer  # TensorFlow: imported when used
 
     photo = np.ascontiguousarray(photo, np.uint8)
-    opts = (options or SearchOptions()).validate()
-    _check_request(photo, model, aligner, regions, hole, name)
+    if isinstance(model, Completer) and options is not None:
+        raise UsageError("fill_photo: give the options to the Completer, not to both")
+    search = model if isinstance(model, Completer) else Completer(model, options)
+    _check_request(photo, search, aligner, regions, hole, name)
     t0 = time.perf_counter()
     kept, _ = aligner.detect(photo)
     if not kept:
@@ -282,9 +284,8 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0}
     result = FillResult(photo.copy(), np.zeros(photo.shape[:2], bool), seconds=seconds)
     covered = np.zeros(photo.shape[:2], bool)
-    search = search or Completer(model, opts)
     for k, det in enumerate(chosen):
-        face = _fill_face(photo, det, result, covered, aligner, search, opts,
+        face = _fill_face(photo, det, result, covered, aligner, search,
                           regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}")
         if face is not None:
             result.faces.append(face)
@@ -300,20 +301,20 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     return result
 
 
-def _check_request(photo, model, aligner, regions, hole, name: str) -> None:
+def _check_request(photo, search, aligner, regions, hole, name: str) -> None:
     shape = photo.shape[:2]
     if not regions and hole is None:
         raise MaskError("nothing to fill: give a region, a mask or a box")
     if hole is not None and hole.shape != shape:
         raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
                         f"{shape[1]}x{shape[0]}")
-    size = model.config.model.image_size
+    size = search.image_size
     if aligner.settings.size != size:
         raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
                            f"needs {size}")
 
 
-def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, search, opts, *,
+def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, search, *,
                regions, grow, hole, seed_name: str) -> FaceFill | None:
     """Fill the part of the request inside one face's aligned square into `result.image`
     (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
@@ -334,7 +335,7 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, sea
     t2 = time.perf_counter()
     known = _known_in_face(mine, transform, size)
     out = search(face[None], known[None], blend_result=False,
-                 seeds=[image_seed(opts.seed, seed_name)])
+                 seeds=[image_seed(search.options.seed, seed_name)])
     seconds["search"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     generated = to_uint8(out.generated[0])
@@ -384,7 +385,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     Say where to fill with any of: `region` ("mouth", "nose", "eyes", ... see REGIONS, or a list),
     `mask` `(H, W)` array with 1/True = keep and 0/False = fill (as every mask in inpaint), or
     `box` (x, y, w, h) in photo pixels. `model`: a LoadedModel or a model directory (default:
-    the shipped model); `options`: complete.SearchOptions.
+    the shipped model); `options`: config.SearchOptions.
 
         import inpaint
         from PIL import Image
@@ -475,8 +476,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
-    options = (options or SearchOptions()).validate()
-    search = Completer(model, options)
+    search = Completer(model, options)  # set up once for every photo
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = FillSummary()
     t0 = time.perf_counter()
@@ -492,8 +492,8 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             if box is not None:
                 b = box_hole(box, photo.shape[:2])
                 hole = b if hole is None else hole | b
-            res = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole,
-                             faces=faces, options=options, name=str(path), search=search)
+            res = fill_photo(photo, search, aligner, regions=regions, grow=grow, hole=hole,
+                             faces=faces, name=str(path))
             out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
             write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))
             record.update(status="filled", output=str(out), size=[photo.shape[1], photo.shape[0]],

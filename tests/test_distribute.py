@@ -320,8 +320,10 @@ def test_shards_cover_every_input_exactly_once_whatever_the_order():
 
 
 def test_sharded_completion_merges_into_one_directory(tiny_run, tmp_path):
-    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.complete import complete_files
+    from inpaint.config import SearchOptions
     from inpaint.images import expand_inputs
+    from inpaint.masks import MaskSpec
     from inpaint.models import load_model
 
     src = write_faces(tmp_path / "in", n=6, size=(16, 16))

@@ -133,8 +133,9 @@ def test_a_resumed_encoder_run_with_other_settings_is_refused(tiny_encoder_run, 
 
 
 def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
+    from inpaint.config import SearchOptions
     from inpaint.models import load_model
-    from inpaint.search import Completer, SearchOptions
+    from inpaint.search import Completer
 
     model = load_model(tiny_encoder_run / "model")
     images, masks = faces(3), np.stack([build_mask("left", 16)] * 3)
@@ -156,8 +157,9 @@ def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
 
 def test_init_encoder_without_an_encoder_or_with_lowres_masks_is_refused(tiny_model,
                                                                           tiny_encoder_run):
+    from inpaint.config import SearchOptions
     from inpaint.models import load_model
-    from inpaint.search import Completer, SearchOptions
+    from inpaint.search import Completer
 
     with pytest.raises(InpaintError, match="has none"):
         Completer(tiny_model, SearchOptions(init="encoder"))

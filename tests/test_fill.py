@@ -10,7 +10,7 @@ from PIL import Image
 
 from inpaint.align import MEAN_FACE_68, AlignSettings, FaceAligner, solve_affine, warp_face
 from inpaint.cli import FILL_REGIONS
-from inpaint.complete import SearchOptions
+from inpaint.config import SearchOptions
 from inpaint.errors import MaskError, NoFaceFound
 from inpaint.fill import (
     REGIONS,
@@ -168,6 +168,18 @@ def test_fill_is_independent_of_the_other_photos(tiny_model, astronaut, aligner1
     a = fill_photo(astronaut, tiny_model, aligner16, regions=["nose"], options=FAST, name="x")
     b = fill_photo(astronaut, tiny_model, aligner16, regions=["nose"], options=FAST, name="x")
     assert (a.image == b.image).all()
+
+
+def test_fill_photo_takes_its_options_from_one_source(tiny_model, astronaut, aligner16):
+    from inpaint.errors import UsageError
+    from inpaint.search import Completer
+
+    search = Completer(tiny_model, FAST)  # set up once, as fill_files does for many photos
+    a = fill_photo(astronaut, tiny_model, aligner16, regions=["nose"], options=FAST, name="x")
+    b = fill_photo(astronaut, search, aligner16, regions=["nose"], name="x")
+    assert (a.image == b.image).all()
+    with pytest.raises(UsageError, match="not to both"):
+        fill_photo(astronaut, search, aligner16, regions=["nose"], options=FAST, name="x")
 
 
 def test_no_face_and_off_face_regions_are_errors(tiny_model, astronaut, aligner16):

@@ -11,6 +11,7 @@ Checkpoints that cannot be loaded are set aside as `damaged-ckpt-NNNNNNN`, never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -138,3 +139,20 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     found = [(int(m.group(1)), p) for p in ckpt_root.iterdir()
              if (m := CKPT_RE.match(p.name)) and (p / "state.json").is_file()]
     return [p for _, p in sorted(found)]
+
+
+@contextlib.contextmanager
+def removed_on_failed_start(run_dir: Path):
+    """A run directory this block creates is removed again (with the folders above it that it
+    created) if the block fails before the first checkpoint: a failed start leaves nothing
+    behind, as nothing there could be resumed. A folder that existed is left as it is."""
+    created = run_dir.absolute()  # the outermost folder this block will create
+    while not created.parent.exists():
+        created = created.parent
+    existed = run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and run_dir.is_dir() and not any((run_dir / "checkpoints").glob("ckpt-*")):
+            shutil.rmtree(created, ignore_errors=True)
+        raise

@@ -32,9 +32,9 @@ from tqdm import tqdm
 
 from inpaint import __version__
 from inpaint.checkpoints import CheckpointedTrainer, load_optimizer_arrays, optimizer_arrays
-from inpaint.config import TRAIN_PRECISIONS, DataConfig, ModelConfig
+from inpaint.config import DataConfig, EncoderConfig, ModelConfig
 from inpaint.data import load_face_dataset
-from inpaint.errors import ConfigError, Interrupted, RunDirError
+from inpaint.errors import Interrupted, RunDirError
 from inpaint.hardware import resolve_precision
 from inpaint.images import atomic_write_bytes, to_float
 from inpaint.models import (
@@ -49,48 +49,6 @@ from inpaint.records import JsonlLog, lock_folder
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "encoder.json"
-
-
-@dataclass
-class EncoderConfig:
-    """How an encoder is trained. Defaults: measured on the shipped 64-px face model."""
-
-    filters: int = 32  # first convolution; doubles per stage like the discriminator, at half its
-    #                    width: 1.6 M weights, 3 MB in float16 (the package's 30 MB budget)
-    steps: int = 3000
-    batch_size: int = 64  # half generated faces (z known), half real faces
-    lr: float = 2e-4  # Adam, the DCGAN rate
-    beta1: float = 0.9
-    latent_weight: float = 1.0  # weight of the L2 loss on z for generated faces
-    seed: int = 0
-    precision: str = "auto"  # as training: mixed bfloat16 where native, else float32
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 3
-    log_every: int = 20
-
-    def validate(self) -> EncoderConfig:
-        for name in ("filters", "steps", "batch_size", "checkpoint_every", "keep_checkpoints",
-                     "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"encoder {name} must be a whole number >= 1, got {value!r}")
-        if self.batch_size < 2 or self.batch_size % 2:
-            raise ConfigError(f"encoder batch size must be even and >= 2 (half generated, half "
-                              f"real faces), got {self.batch_size}")
-        for name in ("lr", "beta1", "latent_weight"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"encoder {name} must be a finite number >= 0, got {value}")
-        if self.lr == 0 or self.beta1 >= 1:
-            raise ConfigError("encoder lr must be > 0 and beta1 < 1")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if self.precision not in TRAIN_PRECISIONS:
-            raise ConfigError(f"encoder precision must be one of {', '.join(TRAIN_PRECISIONS)}")
-        return self
-
-    # keys that may differ when a run resumes: they schedule the run, not what it learns
-    RESUMABLE = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "precision")
 
 
 # ----------------------------------------------------------------------------- training masks

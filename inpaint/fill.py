@@ -40,26 +40,11 @@ from inpaint.align import (
 from inpaint.blend import poisson_blend
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.images import atomic_path, read_image, to_uint8, write_image
-from inpaint.masks import find_mask_for, image_seed, read_mask_image
+from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, output_stems
 
 log = logging.getLogger(__name__)
 
-# Face regions as groups of the 68 iBUG 300-W landmarks (0-based). "left" and "right" are as seen
-# in the photo: the left eye is the one on the photo's left (the person's right eye).
-_LEFT_EYE, _RIGHT_EYE = tuple(range(36, 42)), tuple(range(42, 48))
-_LEFT_BROW, _RIGHT_BROW = tuple(range(17, 22)), tuple(range(22, 27))
-REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "mouth": (tuple(range(48, 68)),),
-    "nose": (tuple(range(27, 36)),),
-    "eyes": (_LEFT_EYE, _RIGHT_EYE),
-    "left-eye": (_LEFT_EYE,),
-    "right-eye": (_RIGHT_EYE,),
-    "eyebrows": (_LEFT_BROW, _RIGHT_BROW),
-    "left-eyebrow": (_LEFT_BROW,),
-    "right-eyebrow": (_RIGHT_BROW,),
-    "face": (tuple(range(68)),),
-}
 # Default growth of a region's hull: a tenth of the distance between the outer eye corners
 # (landmarks 36 and 45), so the hole covers the feature's edge (lip line, lashes) at any face size.
 DEFAULT_GROW_FRACTION = 0.1
@@ -126,9 +111,9 @@ def region_mask(landmarks: np.ndarray, regions: Sequence[str], shape: tuple[int,
     grow = default_grow(pts) if grow is None else float(grow)
     out = np.zeros(shape, bool)
     for name in regions:
-        if name not in REGIONS:
-            raise MaskError(f"unknown region {name!r}; choose from {', '.join(REGIONS)}")
-        for group in REGIONS[name]:
+        if name not in FACE_REGIONS:
+            raise MaskError(f"unknown region {name!r}; choose from {', '.join(FACE_REGIONS)}")
+        for group in FACE_REGIONS[name]:
             out |= polygon_mask(convex_hull(pts[list(group)]), shape, grow)
     return out
 
@@ -382,7 +367,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     """Fill part of the face(s) in a photo and return the whole photo.
 
     image: a numpy array `(H, W, 3)` uint8 or a PIL image (the result is of the same kind).
-    Say where to fill with any of: `region` ("mouth", "nose", "eyes", ... see REGIONS, or a list),
+    Say where to fill with any of: `region` ("mouth", "nose", ... see masks.FACE_REGIONS, or a list),
     `mask` `(H, W)` array with 1/True = keep and 0/False = fill (as every mask in inpaint), or
     `box` (x, y, w, h) in photo pixels. `model`: a LoadedModel or a model directory (default:
     the shipped model); `options`: config.SearchOptions.

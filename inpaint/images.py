@@ -22,7 +22,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from inpaint.errors import ImageReadError
+from inpaint.errors import DataError, ImageReadError
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,19 @@ def expand_inputs(inputs: Iterable[str | Path], exclude: str | Path | None = Non
             seen.add(f.path)
             out.append(f.path)
     return out
+
+
+def require_inputs(items: Iterable[str | Path]) -> None:
+    """Refuse, before any work or output, inputs that name nothing: a path that does not exist
+    or a glob that matches nothing (DataError naming the first three). A link that exists but
+    leads nowhere (dangling, a loop) is an input: it is reported per file later."""
+    missing = [f"nothing matches {item}" if glob.has_magic(str(item))
+               else f"{item}: no such file or directory" for item in items
+               if not os.path.lexists(item)
+               and not (glob.has_magic(str(item)) and glob.glob(str(item), recursive=True))]
+    if missing:
+        more = f" (and {len(missing) - 3} more missing inputs)" if len(missing) > 3 else ""
+        raise DataError("; ".join(missing[:3]) + more)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

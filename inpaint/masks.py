@@ -27,6 +27,22 @@ MASK_TYPES = ("center", "left", "right", "top", "bottom", "random", "grid", "low
 GRID_STEP = 4  # `grid`: one known pixel in 4 along each axis
 LOWRES_BLOCK = 8  # `lowres`: the input is known only as means over 8x8 blocks
 
+# Named face regions (inpaint fill --region) as groups of the 68 iBUG 300-W landmarks (0-based;
+# align.py finds them); fill.region_mask turns each group's hull into a hole. "left" and "right"
+# are as seen in the photo: the left eye is the one on the photo's left (the person's right eye).
+_LEFT_EYE, _RIGHT_EYE = tuple(range(36, 42)), tuple(range(42, 48))
+_LEFT_BROW, _RIGHT_BROW = tuple(range(17, 22)), tuple(range(22, 27))
+FACE_REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "mouth": (tuple(range(48, 68)),),
+    "nose": (tuple(range(27, 36)),),
+    "eyes": (_LEFT_EYE, _RIGHT_EYE),
+    "left-eye": (_LEFT_EYE,),
+    "right-eye": (_RIGHT_EYE,),
+    "eyebrows": (_LEFT_BROW, _RIGHT_BROW),
+    "left-eyebrow": (_LEFT_BROW,),
+    "right-eyebrow": (_RIGHT_BROW,),
+    "face": (tuple(range(68)),),
+}
 
 Z_STREAM, MASK_STREAM = 0, 1  # independent random streams per image
 

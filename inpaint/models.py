@@ -315,6 +315,20 @@ def resolve_model_dir(path: str | Path) -> Path:
                      "directory or its model/ folder")
 
 
+def shipped_model_dir() -> Path | None:
+    """The model shipped inside the package (PRETRAINED_DIR), what every command uses when no
+    --model is given; None where it is not installed (a checkout without its files)."""
+    return PRETRAINED_DIR if (PRETRAINED_DIR / "model.json").is_file() else None
+
+
+def model_dir_named(path: str | Path) -> Path:
+    """resolve_model_dir(path), where "pretrained" names the shipped model (unless a folder of
+    that name exists). ModelError as resolve_model_dir."""
+    if str(path) == "pretrained" and not Path(path).exists():
+        path = PRETRAINED_DIR
+    return resolve_model_dir(path)
+
+
 def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedModel:
     """Load a model directory (or a run directory's `model/`; None: the shipped model,
     PRETRAINED_DIR), with Keras safe mode on.

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from inpaint.encoder import TRAINING_MASK_KINDS, EncoderConfig, EncoderTrainer, training_masks
+from inpaint.config import EncoderConfig
+from inpaint.encoder import TRAINING_MASK_KINDS, EncoderTrainer, training_masks
 from inpaint.errors import ConfigError, InpaintError, ModelError, RunDirError
 from inpaint.masks import build_mask
 from inpaint.models import build_encoder, propose

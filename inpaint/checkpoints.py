@@ -25,7 +25,7 @@ import numpy as np
 
 from inpaint import __version__
 from inpaint.errors import RunDirError
-from inpaint.images import atomic_dir
+from inpaint.files import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class CheckpointedTrainer:
     damaged: set[str]
 
     def _save_checkpoint(self, ckpt_root: Path, keep: int, write, info: dict) -> Path:
-        """Write `ckpt_root/ckpt-<step>` (images.atomic_dir: a `.tmp-ckpt-*` folder, its files
+        """Write `ckpt_root/ckpt-<step>` (files.atomic_dir: a `.tmp-ckpt-*` folder, its files
         synced, then renamed): `write(folder)` adds the files, state.json the step and `info`;
         keep the newest `keep`. Returns its path."""
         ckpt_root.mkdir(parents=True, exist_ok=True)

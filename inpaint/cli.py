@@ -28,7 +28,8 @@ from inpaint.config import (
     run_config,
 )
 from inpaint.errors import AlignError, ConfigError, InpaintError, Interrupted, ModelError
-from inpaint.images import check_writable, expand_inputs, read_faces, require_inputs
+from inpaint.files import check_writable
+from inpaint.images import expand_inputs, read_faces, require_inputs
 from inpaint.masks import FACE_REGIONS, MASK_TYPES, MaskSpec
 from inpaint.options import (
     SEED,
@@ -381,7 +382,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     require_inputs(images)
     check_mask_options(click.get_current_context(), mask_path, mask_box)
     _setup_logging(quiet, status="loading TensorFlow and the model")
-    from inpaint.complete import complete_files
+    from inpaint.batch import complete_files
     from inpaint.models import load_model
 
     inputs = expand_inputs(images, exclude=out_dir)

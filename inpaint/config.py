@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inpaint.errors import ConfigError, UsageError
+from inpaint.files import atomic_write_bytes, open_regular
 
 
 @dataclass
@@ -401,10 +402,9 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg = Config()
     if path is None:
         return cfg.validate()
-    from inpaint.images import open_regular  # a FIFO would block a plain read forever
-
     path = Path(path)
     try:
+        # open_regular: a FIFO would block a plain read forever
         with open_regular(path, error=lambda m: ConfigError(f"cannot read config {m}")) as f:
             text = f.read().decode("utf-8")
     except OSError as exc:
@@ -493,7 +493,5 @@ def dumps_config(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from inpaint.images import atomic_write_bytes
-
     atomic_write_bytes(Path(path), dumps_config(cfg).encode("utf-8"))
 

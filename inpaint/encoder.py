@@ -35,8 +35,9 @@ from inpaint.checkpoints import CheckpointedTrainer, load_optimizer_arrays, opti
 from inpaint.config import DataConfig, EncoderConfig, ModelConfig
 from inpaint.data import load_face_dataset
 from inpaint.errors import Interrupted, RunDirError
+from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_write_bytes, to_float
+from inpaint.images import to_float
 from inpaint.models import (
     build_encoder,
     cast_network,

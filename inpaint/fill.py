@@ -7,7 +7,7 @@ For one photo `(H, W, 3)` uint8 and a region to fill (landmark hulls, a photo-si
     2. the hole of each face is the region's part inside that face's aligned square (the square's
        corners mapped back with T^-1); a region that touches no face is an error;
     3. warp the face and its hole into the template frame (a pixel touched by the hole counts as
-       unknown; template pixels outside the photo are unknown too) and search z (complete.py);
+       unknown; template pixels outside the photo are unknown too) and search z (search.py);
     4. warp G(z) back to the photo: upsampled with Lanczos to the face's scale in the photo, then
        sampled through T with bicubic interpolation;
     5. Poisson-blend it into the hole at photo resolution (a sparse direct solve over the hole's
@@ -39,7 +39,8 @@ from inpaint.align import (
 )
 from inpaint.blend import poisson_blend
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
-from inpaint.images import atomic_path, read_image, to_uint8, write_image
+from inpaint.files import atomic_path
+from inpaint.images import read_image, to_uint8, write_image
 from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, output_stems
 
@@ -259,8 +260,8 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     photo = np.ascontiguousarray(photo, np.uint8)
     if isinstance(model, Completer) and options is not None:
         raise UsageError("fill_photo: give the options to the Completer, not to both")
-    search = model if isinstance(model, Completer) else Completer(model, options)
-    _check_request(photo, search, aligner, regions, hole, name)
+    completer = model if isinstance(model, Completer) else Completer(model, options)
+    _check_request(photo, completer, aligner, regions, hole, name)
     t0 = time.perf_counter()
     kept, _ = aligner.detect(photo)
     if not kept:
@@ -270,7 +271,7 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     result = FillResult(photo.copy(), np.zeros(photo.shape[:2], bool), seconds=seconds)
     covered = np.zeros(photo.shape[:2], bool)
     for k, det in enumerate(chosen):
-        face = _fill_face(photo, det, result, covered, aligner, search,
+        face = _fill_face(photo, det, result, covered, aligner, completer,
                           regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}")
         if face is not None:
             result.faces.append(face)
@@ -286,20 +287,20 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     return result
 
 
-def _check_request(photo, search, aligner, regions, hole, name: str) -> None:
+def _check_request(photo, completer, aligner, regions, hole, name: str) -> None:
     shape = photo.shape[:2]
     if not regions and hole is None:
         raise MaskError("nothing to fill: give a region, a mask or a box")
     if hole is not None and hole.shape != shape:
         raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
                         f"{shape[1]}x{shape[0]}")
-    size = search.image_size
+    size = completer.image_size
     if aligner.settings.size != size:
         raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
                            f"needs {size}")
 
 
-def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, search, *,
+def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, completer, *,
                regions, grow, hole, seed_name: str) -> FaceFill | None:
     """Fill the part of the request inside one face's aligned square into `result.image`
     (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
@@ -319,8 +320,8 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, sea
         return None
     t2 = time.perf_counter()
     known = _known_in_face(mine, transform, size)
-    out = search(face[None], known[None], blend_result=False,
-                 seeds=[image_seed(search.options.seed, seed_name)])
+    out = completer(face[None], known[None], blend_result=False,
+                    seeds=[image_seed(completer.options.seed, seed_name)])
     seconds["search"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     generated = to_uint8(out.generated[0])
@@ -461,7 +462,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
-    search = Completer(model, options)  # set up once for every photo
+    completer = Completer(model, options)  # set up once for every photo
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = FillSummary()
     t0 = time.perf_counter()
@@ -477,7 +478,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             if box is not None:
                 b = box_hole(box, photo.shape[:2])
                 hole = b if hole is None else hole | b
-            res = fill_photo(photo, search, aligner, regions=regions, grow=grow, hole=hole,
+            res = fill_photo(photo, completer, aligner, regions=regions, grow=grow, hole=hole,
                              faces=faces, name=str(path))
             out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
             write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import MaskError
+from inpaint.files import open_regular
+from inpaint.images import is_image_path
 
 MASK_TYPES = ("center", "left", "right", "top", "bottom", "random", "grid", "lowres", "full")
 GRID_STEP = 4  # `grid`: one known pixel in 4 along each axis
@@ -101,8 +103,6 @@ def box_mask(box: tuple[int, int, int, int], size: int) -> np.ndarray:
 def read_mask_image(path: str | Path) -> Image.Image:
     """A mask file as a greyscale ("L") image, read only if it is a regular file; MaskError
     naming the file when it is missing, special (a FIFO, a link loop) or not an image."""
-    from inpaint.images import open_regular
-
     path = Path(path)
     try:
         with open_regular(path, error=lambda m: MaskError(f"mask {m}")) as f, \
@@ -145,8 +145,6 @@ def _center_square(im: Image.Image) -> Image.Image:
 
 def find_mask_for(mask_dir: Path, stem: str) -> Path:
     """The mask in `mask_dir` with the image's stem (any image suffix); MaskError if none."""
-    from inpaint.images import is_image_path
-
     # escaped: a stem like "a[1]" is a name, not a pattern
     found = sorted(p for p in mask_dir.glob(f"{glob.escape(stem)}.*") if is_image_path(p))
     if not found:

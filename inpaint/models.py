@@ -29,8 +29,9 @@ from keras import layers
 from inpaint import __version__
 from inpaint.config import SEARCH_PRECISIONS, Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
+from inpaint.files import atomic_dir, temporary_prefix
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_dir, temporary_prefix, to_float
+from inpaint.images import to_float
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"

@@ -12,7 +12,7 @@ whether the search starts from the encoder, the iterations that will run, the ne
 options' precision, the kind of search) and is then called per batch; `complete()` is the same
 for one batch. The parts behind the door (LatentSearch, MultiCodeSearch, GeneratorFinetune) take
 the finished options and the networks as they are. Only z changes: the networks run in inference
-mode. The file layer over this is inpaint.complete.
+mode. The file layer over this is inpaint.batch.
 """
 
 from __future__ import annotations

@@ -38,8 +38,9 @@ from inpaint.checkpoints import (
 )
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
+from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_write_bytes, make_grid, to_uint8, write_image
+from inpaint.images import make_grid, to_uint8, write_image
 from inpaint.records import LOCK_NAME, append_jsonl
 
 log = logging.getLogger(__name__)

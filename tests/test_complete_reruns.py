@@ -63,7 +63,7 @@ def test_masks_with_nothing_known_or_nothing_to_fill_are_warned_about(tiny_run, 
     import numpy as np
     from PIL import Image
 
-    from inpaint.complete import complete_files
+    from inpaint.batch import complete_files
     from inpaint.config import SearchOptions
     from inpaint.masks import MaskSpec
     from inpaint.models import load_model

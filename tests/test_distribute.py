@@ -320,7 +320,7 @@ def test_shards_cover_every_input_exactly_once_whatever_the_order():
 
 
 def test_sharded_completion_merges_into_one_directory(tiny_run, tmp_path):
-    from inpaint.complete import complete_files
+    from inpaint.batch import complete_files
     from inpaint.config import SearchOptions
     from inpaint.images import expand_inputs
     from inpaint.masks import MaskSpec

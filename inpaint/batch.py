@@ -100,13 +100,11 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     in `out_dir` when the shard finished."""
     size = model.config.model.image_size
     out_dir = Path(out_dir)
-    # the search set up first (search.Completer validates the options): options it refuses (an
-    # encoder start the model cannot give, a code stage it does not have) fail before anything
-    # is written
+    # the search set up first (search.Completer): options it refuses (an encoder start the model
+    # cannot give, a code stage it does not have) fail before anything is written
     run = _BatchRun(out_dir, model, options, mask, shard, blend_result, out_interval, progress)
-    opts = options  # as the caller gave them: the record of the settings asked for
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = completion_settings(opts, mask, model, blend_result)
+    settings = completion_settings(options, mask, model, blend_result)
     check_settings(out_dir, settings, overwrite)
     _write_run_record(out_dir, shard, {"settings": settings, "finished": False})
     stems = output_stems(inputs)
@@ -127,7 +125,7 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     _warn_resized(summary, len(pending), size)
     write_sheet(out_dir, list(zip(inputs, stems)), mask, size, sheet_scale)
     summary.seconds = time.time() - t0
-    record = {"options": asdict(opts), "mask": mask.describe(), "batch_size": batch_size,
+    record = {"options": asdict(options), "mask": mask.describe(), "batch_size": batch_size,
               "blend": blend_result, "out_interval": out_interval, "model": model.identity,
               "inputs": len(inputs), "completed": len(summary.completed),
               "skipped": len(summary.skipped),

@@ -160,7 +160,7 @@ PERCEPTUAL = ("nonsaturating", "paper")
 CONTEXT_WEIGHTINGS = ("yeh", "none")
 SEARCH_PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
-# Where each search starts: the model's encoder (inpaint.encoder) or a uniform random z; "auto":
+# Where each search starts: the model's encoder (models.propose) or a uniform random z; "auto":
 # the encoder where the model has one and the mask is in pixels (not lowres), else random.
 INITS = ("auto", "encoder", "random")
 # Iterations when none are asked for, by start. Measured on celeba-val (docs/search.md): from a

@@ -1,5 +1,5 @@
-"""The encoder that proposes z (inpaint.encoder): network, masks, training, resume, export, and
-its use as the search's starting point."""
+"""The encoder that proposes z (its network inpaint.models', its training inpaint.encoder's):
+network, masks, training, resume, export, and its use as the search's starting point."""
 
 import json
 import shutil

@@ -85,7 +85,7 @@ pretrained: install
 encoder: install
 	$(call need,aligned/celeba-train,run make pretrained first (it aligns CelebA into aligned/))
 	$(INPAINT) train-encoder --dataset aligned/celeba-train --dataset aligned/celeba-more \
-		-o runs/encoder --steps 6000
+		-o runs/encoder
 	cp runs/encoder/model/encoder.keras runs/encoder/model/model.json inpaint/pretrained/
 
 benchmark: install

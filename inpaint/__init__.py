@@ -32,7 +32,7 @@ _EXPORTS = {
     "complete": "inpaint.search",
     "Completer": "inpaint.search",
     "train_encoder": "inpaint.encoder",
-    "complete_files": "inpaint.complete",
+    "complete_files": "inpaint.batch",
     "SearchOptions": "inpaint.config",
     "CompletionResult": "inpaint.search",
     "MaskSpec": "inpaint.masks",
@@ -44,7 +44,7 @@ _EXPORTS = {
     "InpaintError": "inpaint.errors",
     "fill": "inpaint.fill",  # loads TensorFlow when called, not when imported
 }
-_NEED_TENSORFLOW = {"inpaint.models", "inpaint.search", "inpaint.complete", "inpaint.encoder"}
+_NEED_TENSORFLOW = {"inpaint.models", "inpaint.search", "inpaint.batch", "inpaint.encoder"}
 
 __all__ = ["__version__", *_EXPORTS]
 
@@ -67,9 +67,10 @@ def __dir__():
 
 
 class _Package(types.ModuleType):
-    """`inpaint.complete` is both a submodule and the function users call. Importing the
-    submodule would rebind the package attribute to the module; this keeps it the function
-    (`from inpaint.complete import ...` still reaches the module)."""
+    """`inpaint.fill` is both a submodule (fill.py, whole photos) and the function users call.
+    Importing the submodule would rebind the package attribute to the module; this keeps it the
+    function (`from inpaint.fill import ...` still reaches the module). The search's file layer
+    is inpaint.batch, so `inpaint.complete` names only the function."""
 
     def __setattr__(self, name, value):
         if name in _EXPORTS and isinstance(value, types.ModuleType):

@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import AlignError, InpaintError, Interrupted, UsageError
-from inpaint.images import read_image, safe_resolve, walk_inputs, write_image
+from inpaint.files import safe_resolve
+from inpaint.images import read_image, walk_inputs, write_image
 from inpaint.records import JsonlLog, read_jsonl
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ UsageError, the code of click's own usage errors; Ctrl-C is one line and exit 13
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
 import os
 import re
@@ -18,21 +18,34 @@ from pathlib import Path
 import click
 
 from inpaint import __version__
+from inpaint.align import FACE_POLICIES, LANDMARK_SETS, AlignSettings
+from inpaint.checkpoints import removed_on_failed_start
 from inpaint.config import (
-    CONTEXT_WEIGHTINGS,
-    DEFAULT_ITERS,
-    DEFAULT_LR,
-    INITS,
-    OPTIMIZERS,
-    PERCEPTUAL,
-    SEARCH_KINDS,
-    SEARCH_PRECISIONS,
+    STRATEGIES,
     TRAIN_PRECISIONS,
-    SearchOptions,
+    EncoderConfig,
+    apply_overrides,
+    run_config,
 )
-from inpaint.errors import InpaintError, UsageError
-from inpaint.masks import MASK_TYPES
-from inpaint.records import check_stem, parse_shard
+from inpaint.errors import AlignError, ConfigError, InpaintError, Interrupted, ModelError
+from inpaint.files import check_writable
+from inpaint.images import expand_inputs, read_faces, require_inputs
+from inpaint.masks import FACE_REGIONS, MASK_TYPES, MaskSpec
+from inpaint.options import (
+    SEED,
+    AliasOption,
+    FiniteFloatRange,
+    check_mask_options,
+    check_stem_param,
+    detector_options,
+    model_option,
+    parse_box,
+    parse_shard_param,
+    quiet_option,
+    search_options,
+    search_settings,
+)
+from inpaint.records import lock_folder, recorded_paths
 
 # Command aliases: the reference code's names and shorter spellings.
 ALIASES = {"train": "train-dcgan"}
@@ -67,8 +80,6 @@ class InpaintGroup(click.Group):
 def _os_error_message(exc: OSError) -> str:
     """`path: reason` for an OSError, and what became of the work for the errors of a full or
     read-only disk (every output is written atomically, so what was finished is whole)."""
-    import errno
-
     where = f"{exc.filename}: " if exc.filename else ""
     text = f"{where}{exc.strerror or exc}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -76,169 +87,6 @@ def _os_error_message(exc: OSError) -> str:
         text += ("; the outputs finished before it are kept whole. Make room (or choose "
                  "another output folder) and re-run to continue")
     return text
-
-
-class FiniteFloatRange(click.FloatRange):
-    """click.FloatRange that also refuses NaN and the infinities (every comparison with NaN is
-    false, so click's own bounds let `nan` through)."""
-
-    name = "finite float range"
-
-    def convert(self, value, param, ctx):
-        import math
-
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{rv} is not a finite number.", param, ctx)
-        return rv
-
-
-# Seeds: non-negative, and within the 32 bits numpy's legacy seeding (keras) accepts.
-SEED = click.IntRange(0, 2**32 - 1)
-
-
-class AliasOption(click.Option):
-    """An option with old spellings (the reference's camelCase, earlier names) that are still
-    accepted but not shown: `--help` and error messages name only the current ones."""
-
-    def __init__(self, param_decls, aliases: tuple[str, ...] = (), **attrs):
-        super().__init__(list(param_decls) + list(aliases), **attrs)
-        self.aliases = tuple(aliases)
-
-    def _shown(self, method, ctx):
-        every = self.opts
-        self.opts = [o for o in every if o not in self.aliases]
-        try:
-            return method(ctx)
-        finally:
-            self.opts = every
-
-    def get_help_record(self, ctx):
-        return self._shown(super().get_help_record, ctx)
-
-    def get_error_hint(self, ctx):
-        return self._shown(super().get_error_hint, ctx)
-
-
-# The search's defaults and choices come from the library (config.py needs no TensorFlow).
-_SEARCH = SearchOptions()
-
-
-def _start_and_kind_options() -> list:
-    """Where the search starts (--init) and what it changes (--search and its settings)."""
-    return [
-        click.option("--init", default=_SEARCH.init, show_default=True, type=click.Choice(INITS),
-                     help="Start from the model's encoder (inpaint train-encoder) or a random z; "
-                          "auto: the encoder when the model has one. With --restarts > 1 the "
-                          "first restart uses the encoder."),
-        click.option("--search", default=_SEARCH.search, show_default=True,
-                     type=click.Choice(SEARCH_KINDS),
-                     help="z: search z only; multi-code: several codes mixed by learned channel "
-                          "weights (closer fit, best on scattered pixels); finetune: then tune the "
-                          "generator's weights a few steps per image, held close to the trained "
-                          "ones (slowest, closest fit)."),
-        click.option("--codes", default=_SEARCH.codes, show_default=True,
-                     type=click.IntRange(min=1), help="Latent codes per face with --search "
-                                                      "multi-code."),
-        click.option("--finetune-steps", default=_SEARCH.finetune_steps, show_default=True,
-                     type=click.IntRange(min=0), help="Steps of --search finetune per image."),
-        click.option("--finetune-lr", default=_SEARCH.finetune_lr, show_default=True,
-                     type=FiniteFloatRange(min=0, min_open=True),
-                     help="Adam step size on the weights with --search finetune."),
-    ]
-
-
-def _search_options(shift: bool = False):
-    """The latent-search options every searching command takes (`_search_settings` turns them
-    into SearchOptions); `shift` adds --optimize-shift and --max-shift."""
-    options = [
-        click.option("--iters", default=_SEARCH.iters, type=click.IntRange(min=0),
-                     help="Search iterations (default: {random} from a random start, {encoder} "
-                          "from the encoder's; see docs/search.md).".format(**DEFAULT_ITERS)),
-        click.option("--optimizer", default=_SEARCH.optimizer, show_default=True,
-                     type=click.Choice(OPTIMIZERS)),
-        click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),
-                     help="Step size (default {} for adam, {} for momentum).".format(
-                         DEFAULT_LR["adam"], DEFAULT_LR["momentum"])),
-        click.option("--momentum", default=_SEARCH.momentum, show_default=True,
-                     type=FiniteFloatRange(0, 1)),
-        click.option("--lam", default=_SEARCH.lam, show_default=True,
-                     type=FiniteFloatRange(min=0), help="Weight of the perceptual loss."),
-        click.option("--context-weighting", default=_SEARCH.context_weighting,
-                     show_default=True, type=click.Choice(CONTEXT_WEIGHTINGS)),
-        click.option("--perceptual", default=_SEARCH.perceptual, show_default=True,
-                     type=click.Choice(PERCEPTUAL),
-                     help="-log D(G(z)), or the paper's log(1 - D(G(z)))."),
-        click.option("--restarts", default=_SEARCH.restarts, show_default=True,
-                     type=click.IntRange(min=1),
-                     help="Random starting points per face; the lowest final loss wins."),
-        click.option("--seed", default=_SEARCH.seed, show_default=True, type=SEED),
-        click.option("--precision", default=_SEARCH.precision, show_default=True,
-                     type=click.Choice(SEARCH_PRECISIONS),
-                     help="Compute precision of the search (auto: bfloat16 where the "
-                          "hardware has it, else float32)."),
-    ] + _start_and_kind_options()
-    if shift:
-        options += [
-            click.option("--optimize-shift", is_flag=True,
-                         help="Also search a sub-pixel translation of G(z) per image (faces off "
-                              "the training alignment)."),
-            click.option("--max-shift", default=_SEARCH.max_shift, show_default=True,
-                         type=FiniteFloatRange(min=0),
-                         help="Largest shift in pixels along each axis, with --optimize-shift."),
-        ]
-
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
-
-
-_SEARCH_NAMES = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting",
-                 "perceptual", "restarts", "seed", "init", "search", "codes", "finetune_steps",
-                 "finetune_lr", "precision", "optimize_shift", "max_shift")
-
-
-def _search_settings(kw: dict) -> SearchOptions:
-    """SearchOptions from the options `_search_options` declares (popped from `kw`)."""
-    return SearchOptions(**{n: kw.pop(n) for n in _SEARCH_NAMES if n in kw})
-
-
-def _require_inputs(items) -> None:
-    """Refuse, before any work or output, inputs that name nothing: a path that does not exist
-    or a glob that matches nothing. A missing input is exit 1 in every command. A link that
-    exists but leads nowhere (dangling, a loop) is an input: it is reported per file later."""
-    import glob
-
-    from inpaint.errors import DataError
-
-    missing = [f"nothing matches {item}" if glob.has_magic(str(item))
-               else f"{item}: no such file or directory" for item in items
-               if not os.path.lexists(item)
-               and not (glob.has_magic(str(item)) and glob.glob(str(item), recursive=True))]
-    if missing:
-        more = f" (and {len(missing) - 3} more missing inputs)" if len(missing) > 3 else ""
-        raise DataError("; ".join(missing[:3]) + more)
-
-
-@contextlib.contextmanager
-def _removed_on_failed_start(run_dir: Path):
-    """A run directory this command creates is removed again if the command fails before the
-    first checkpoint: a failed start leaves nothing behind (nothing there could be resumed)."""
-    import shutil
-
-    created = run_dir.absolute()  # the outermost folder this command will create
-    while not created.parent.exists():
-        created = created.parent
-    existed = run_dir.exists()
-    try:
-        yield
-    except BaseException:
-        if not existed and run_dir.is_dir() and not any((run_dir / "checkpoints").glob("ckpt-*")):
-            shutil.rmtree(created, ignore_errors=True)
-        raise
 
 
 class PlainLines:
@@ -324,18 +172,9 @@ def cli():
             stream.reconfigure(errors="backslashreplace")
 
 
-def _build_config(config_path, sets, shortcuts, base_run: Path | None):
-    """Resolve the config: --config file, else the run's stored config, else the defaults; then
-    the option shortcuts, then --set overrides. Bad overrides are usage errors (exit 2)."""
-    from inpaint.config import apply_overrides, load_config
-    from inpaint.errors import ConfigError
-
-    if config_path is not None:
-        cfg = load_config(config_path)
-    elif base_run is not None and (base_run / "config.toml").is_file():
-        cfg = load_config(base_run / "config.toml")
-    else:
-        cfg = load_config(None)
+def _with_overrides(cfg, sets, shortcuts):
+    """`cfg` with the option shortcuts, then the --set overrides, applied (config.apply_overrides);
+    a bad override is a usage error (exit 2)."""
     overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(sets)
     try:
         return apply_overrides(cfg, overrides)
@@ -360,15 +199,15 @@ def _build_config(config_path, sets, shortcuts, base_run: Path | None):
 @click.option("--seed", type=int, help="Shortcut for train.seed.")
 @click.option("--precision", type=click.Choice(TRAIN_PRECISIONS),
               help="Shortcut for train.precision (auto: bfloat16 where the hardware has it).")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multi-worker"]),
+@click.option("--strategy", type=click.Choice(STRATEGIES),
               help="Shortcut for train.strategy: one device, all local GPUs (mirrored), or the "
                    "machines in TF_CONFIG (multi-worker).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--export-only", is_flag=True, help="Export model/ from the latest checkpoint.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
-def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed, precision, strategy, sets,
-                export_only, quiet):
+@quiet_option()
+def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed, precision,
+                strategy, sets, export_only, quiet):
     """Train a DCGAN on a folder of aligned faces (alias: train).
 
     Writes config, checkpoints, sample grids, TensorBoard logs (logs/), metrics.jsonl and, at the
@@ -389,16 +228,15 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
                  "train.precision": precision, "train.strategy": strategy}
     if init_from is not None:
         init_from = _init_model_dir(init_from)
-        if config_path is None and training.stored_config(out) is None:
-            config_path = init_from / "config.toml"
-    cfg = _build_config(config_path, sets, shortcuts, out)
+    cfg = _with_overrides(run_config(config_path, out, init_from), sets, shortcuts)
     chief = training.is_chief(cfg.train.strategy)
-    with _removed_on_failed_start(out):  # the lock's folder too, and a failed --export-only's
+    with removed_on_failed_start(out):  # the lock's folder too, and a failed --export-only's
         _lock(out, "train", chief=chief)
         if export_only:
             stored = training.stored_config(out)
             if stored is None:
-                raise click.BadParameter(f"{out} holds no training run", param_hint="'-o' / '--out-dir'")
+                raise click.BadParameter(f"{out} holds no training run",
+                                         param_hint="'-o' / '--out-dir'")
             path = training.export_run(out, stored)
             click.echo(f"exported {path}")
             return
@@ -414,24 +252,26 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
                f"{len(result.skipped)} unreadable files skipped); model: {result.model_dir}")
 
 
+_ENCODER = EncoderConfig()  # the encoder's defaults, stated once in config.py
+
+
 @cli.command("train-encoder")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(path_type=Path),
               help="Folder of aligned faces (repeatable). Optional when resuming.")
 @click.option("-o", "--out-dir", "out", required=True, type=click.Path(path_type=Path),
               help="Run directory (created; re-running resumes it).")
-@click.option("--model", type=click.Path(path_type=Path),
-              help="The generator's model directory (default: the shipped model).")
-@click.option("--steps", type=click.IntRange(min=1), default=8000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True,
-              help="Even: half generated faces, half real ones.")
-@click.option("--filters", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Width of the first convolution (doubles per stage).")
-@click.option("--lr", type=FiniteFloatRange(0, 1, min_open=True), default=2e-4,
+@model_option("The generator's model directory (default: the shipped model).")
+@click.option("--steps", type=click.IntRange(min=1), default=_ENCODER.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=_ENCODER.batch_size,
+              show_default=True, help="Even: half generated faces, half real ones.")
+@click.option("--filters", type=click.IntRange(min=1), default=_ENCODER.filters,
+              show_default=True, help="Width of the first convolution (doubles per stage).")
+@click.option("--lr", type=FiniteFloatRange(0, 1, min_open=True), default=_ENCODER.lr,
               show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default="auto",
+@click.option("--seed", type=SEED, default=_ENCODER.seed, show_default=True)
+@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=_ENCODER.precision,
               show_default=True, help="auto: mixed bfloat16 where the hardware has it.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+@quiet_option()
 def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed, precision,
                       quiet):
     """Train an encoder that proposes z for a model's generator, so the search starts close.
@@ -446,7 +286,7 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
       inpaint complete faces -o out --model runs/encoder/model --init encoder --iters 50
     """
     _setup_logging(quiet)
-    from inpaint.encoder import SETTINGS_FILE, EncoderConfig, train_encoder
+    from inpaint.encoder import SETTINGS_FILE, train_encoder
     from inpaint.models import load_model
 
     if batch_size % 2:
@@ -456,7 +296,7 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
     datasets = list(datasets) or _recorded_dataset(out / SETTINGS_FILE, "datasets")
     cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                         precision=precision)
-    with _removed_on_failed_start(out):
+    with removed_on_failed_start(out):
         result = train_encoder(loaded, datasets, out, cfg, progress=not quiet)
     click.echo(f"encoder at step {result.step} ({result.seconds / 60:.1f} min this run); "
                f"model with encoder: {result.model_dir}")
@@ -465,94 +305,49 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
 def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
     """Hold the lock of the output or run folder until the command ends (records.lock_folder);
     the other workers of a multi-worker training share the chief's run folder."""
-    from inpaint.records import lock_folder
-
     if chief:
         click.get_current_context().with_resource(lock_folder(folder, command, shard=shard))
 
 
-def _parse_box(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        box = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise click.BadParameter("expected X,Y,W,H (four integers)")
-    return box
-
-
-def _checked_by(check):
-    """A click callback over a library check of one option's value (records.parse_shard,
-    records.check_stem): an absent option passes; the check's UsageError becomes click's
-    BadParameter, so that the message names the option."""
-
-    def callback(ctx, param, value):
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except UsageError as exc:
-            raise click.BadParameter(str(exc)) from None
-
-    return callback
-
-
-_parse_shard = _checked_by(parse_shard)
-_check_stem = _checked_by(check_stem)
-
-
-def _check_mask_options(ctx: click.Context, mask_path, mask_box) -> None:
-    """Refuse masks given two ways (exit 2); warn about options the chosen mask ignores."""
-    from click.core import ParameterSource
-
-    def given(name):
-        return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-
-    sources = [name for name, on in (("--mask", mask_path is not None),
-                                     ("--mask-box", mask_box is not None),
-                                     ("--mask-type", given("mask_type"))) if on]
-    if len(sources) > 1:
-        raise click.UsageError(f"give one of --mask-type, --mask and --mask-box, not "
-                               f"{' and '.join(sources)}")
-    kind = ctx.params["mask_type"] if not sources or sources == ["--mask-type"] else None
-    for opt, name, used, needs in (
-            ("--center-scale", "center_scale", kind == "center", "--mask-type center"),
-            ("--missing-fraction", "missing_fraction", kind == "random", "--mask-type random"),
-            ("--max-shift", "max_shift", ctx.params["optimize_shift"], "--optimize-shift")):
-        if given(name) and not used:
-            click.echo(f"Warning: {opt} is ignored: it applies only with {needs}", err=True)
-
-
 def _model_path(model: Path | None) -> Path:
-    from inpaint.models import PRETRAINED_DIR
+    """--model, else the shipped model (models.shipped_model_dir); exit 2 without either."""
+    from inpaint.models import shipped_model_dir
 
-    if model is not None:
-        return model
-    if (PRETRAINED_DIR / "model.json").is_file():
-        return PRETRAINED_DIR
-    raise click.UsageError("--model is required: no pretrained model is installed")
+    found = model if model is not None else shipped_model_dir()
+    if found is None:
+        raise click.UsageError("--model is required: no pretrained model is installed")
+    return found
+
+
+def _report_failed(failed: list[tuple[str, str]]) -> None:
+    """After a command's summary line: each input that failed, on stderr, then exit 1."""
+    if failed:
+        for _, reason in failed:
+            click.echo(f"  failed: {reason}", err=True)
+        raise SystemExit(1)
+
+
+_MASK = MaskSpec()  # the mask options' defaults
 
 
 @cli.command("complete")
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--out-dir", "out_dir", cls=AliasOption, aliases=("--outDir",), required=True,
               type=click.Path(file_okay=False, path_type=Path), help="Output folder (created).")
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Training run directory or its model/ export (default: the shipped model).")
+@model_option()
 @click.option("--mask-type", "mask_type", cls=AliasOption, aliases=("--maskType",),
-              default="center", show_default=True, type=click.Choice(MASK_TYPES))
-@click.option("--center-scale", default=0.25, show_default=True, type=FiniteFloatRange(0, 0.5,
-              max_open=True), help="Margin of the center hole (0.25: the middle half).")
-@click.option("--missing-fraction", default=0.8, show_default=True,
+              default=_MASK.kind, show_default=True, type=click.Choice(MASK_TYPES))
+@click.option("--center-scale", default=_MASK.center_scale, show_default=True,
+              type=FiniteFloatRange(0, 0.5, max_open=True),
+              help="Margin of the center hole (0.25: the middle half).")
+@click.option("--missing-fraction", default=_MASK.missing_fraction, show_default=True,
               type=FiniteFloatRange(0, 1),
               help="Fraction of pixels missing with --mask-type random.")
 @click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
               help="Mask PNG (white = known) or a folder of per-image masks named by stem.")
-@click.option("--mask-box", callback=_parse_box, metavar="X,Y,W,H",
+@click.option("--mask-box", callback=parse_box, metavar="X,Y,W,H",
               help="A rectangular hole in model pixels.")
-@_search_options(shift=True)
+@search_options(shift=True)
 @click.option("--blend/--no-blend", default=True, show_default=True,
               help="Poisson-blend G(z) into the hole.")
 @click.option("--sheet-scale", type=click.IntRange(1, 16),
@@ -564,10 +359,10 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--batch-size", "batch_size", cls=AliasOption, aliases=("--batchSize",),
               default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--overwrite", is_flag=True, help="Redo images already completed in OUT_DIR.")
-@click.option("--shard", callback=_parse_shard, metavar="I/N",
+@click.option("--shard", callback=parse_shard_param, metavar="I/N",
               help="Complete only share I of N (1 <= I <= N): N machines given the same IMAGES "
                    "and OUT_DIR split them, each image to one.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or info messages.")
+@quiet_option("No progress bars or info messages.")
 def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fraction, mask_path,
                  mask_box, blend, sheet_scale, out_interval, batch_size, overwrite, shard, quiet,
                  **search):
@@ -584,12 +379,10 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
       inpaint complete face.png -o out --mask my_mask.png  # white = known, black = fill
       inpaint complete faces -o out --mask-box 20,30,24,12 # X,Y,W,H in model pixels
     """
-    _require_inputs(images)
-    _check_mask_options(click.get_current_context(), mask_path, mask_box)
+    require_inputs(images)
+    check_mask_options(click.get_current_context(), mask_path, mask_box)
     _setup_logging(quiet, status="loading TensorFlow and the model")
-    from inpaint.complete import complete_files
-    from inpaint.images import expand_inputs
-    from inpaint.masks import MaskSpec
+    from inpaint.batch import complete_files
     from inpaint.models import load_model
 
     inputs = expand_inputs(images, exclude=out_dir)
@@ -598,7 +391,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     if mask_path is not None and not (mask_path.is_file() or mask_path.is_dir()):
         raise click.BadParameter(f"{mask_path} is not a regular file or a folder",
                                  param_hint="'--mask'")
-    opts = _search_settings(search)
+    opts = search_settings(search)
     spec = MaskSpec(kind=mask_type, center_scale=center_scale, missing_fraction=missing_fraction,
                     file=mask_path if mask_path and mask_path.is_file() else None,
                     folder=mask_path if mask_path and mask_path.is_dir() else None,
@@ -611,50 +404,34 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
                                  out_interval=out_interval, overwrite=overwrite,
                                  progress=not quiet, shard=shard, sheet_scale=sheet_scale)
     except KeyboardInterrupt:
-        from inpaint.errors import Interrupted
-
         raise Interrupted(f"interrupted; the images completed so far are in {out_dir}; re-run "
                           "the same command to complete the rest") from None
     share = (f" (shard {shard[0]}/{shard[1]}; {summary.other_shards} inputs left to the others)"
              if shard else "")
     click.echo(f"completed {len(summary.completed)}, already done {len(summary.skipped)}, "
                f"failed {len(summary.failed)} in {summary.seconds:.1f} s -> {out_dir}{share}")
-    if summary.failed:
-        for _, reason in summary.failed:
-            click.echo(f"  failed: {reason}", err=True)
-        raise SystemExit(1)
-
-
-# fill.REGIONS' names, spelled out so that `inpaint --help` imports nothing heavy (a test checks
-# that the two agree)
-FILL_REGIONS = ("mouth", "nose", "eyes", "left-eye", "right-eye", "eyebrows", "left-eyebrow",
-                "right-eyebrow", "face")
+    _report_failed(summary.failed)
 
 
 @cli.command("fill")
 @click.argument("photos", nargs=-1, required=True, metavar="PHOTO...")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the filled photos, compare/ and fill.jsonl (created).")
-@click.option("--region", "regions", multiple=True, type=click.Choice(FILL_REGIONS),
+@click.option("--region", "regions", multiple=True, type=click.Choice(list(FACE_REGIONS)),
               help="Fill this part of each face (repeatable); left/right as seen in the photo.")
 @click.option("--grow", type=FiniteFloatRange(min=0, max=1000), metavar="PX",
               help="Grow each region by PX pixels  [default: a tenth of the eye-corner distance]")
 @click.option("--mask", "mask_path", type=click.Path(exists=True, path_type=Path),
               help="A mask the size of the photo (white = keep, black = fill), or a folder of "
                    "masks named by the photos' stems.")
-@click.option("--box", callback=_parse_box, metavar="X,Y,W,H",
+@click.option("--box", callback=parse_box, metavar="X,Y,W,H",
               help="Fill this rectangle, in photo pixels.")
 @click.option("--faces", default="largest", show_default=True,
               type=click.Choice(["largest", "all"]), help="Fill the largest face, or every face.")
-@click.option("--detector", default="hog", show_default=True, type=click.Choice(["hog", "cnn"]))
-@click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
-              help="Times the photo is doubled before detection (finds smaller faces, slower).")
-@click.option("--min-score", type=FiniteFloatRange(), default=None,
-              help="Drop detections scoring below this.  [default: 0.3]")
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Training run directory or its model/ export (default: the shipped model).")
-@_search_options()
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+@detector_options()
+@model_option()
+@search_options()
+@quiet_option()
 def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, upsample,
              min_score, model, quiet, **search):
     """Fill part of the face(s) in whole photos and write the photos back, same size.
@@ -673,9 +450,7 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
       inpaint fill photo.png --box 120,200,80,40 -o out
     """
     _setup_logging(quiet)
-    from inpaint.align import DEFAULT_MIN_SCORE, AlignSettings
     from inpaint.fill import fill_files
-    from inpaint.images import expand_inputs
     from inpaint.models import load_model
 
     if not (regions or mask_path or box):
@@ -683,26 +458,20 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
     inputs = expand_inputs(photos, exclude=out_dir)  # never the outputs of an earlier run
     if not inputs:
         raise click.BadParameter("no images match", param_hint="PHOTO...")
-    opts = _search_settings(search)
+    opts = search_settings(search)
     _lock(out_dir, "fill")
     loaded = load_model(_model_path(model))
     settings = AlignSettings(size=loaded.config.model.image_size, faces=faces, detector=detector,
-                             upsample=upsample,
-                             min_score=DEFAULT_MIN_SCORE if min_score is None else min_score)
+                             upsample=upsample, min_score=min_score)
     try:
         summary = fill_files(inputs, out_dir, loaded, regions=regions, grow=grow,
                              mask=mask_path, box=box, faces=faces, align_settings=settings,
                              options=opts, progress=not quiet)
     except KeyboardInterrupt:
-        from inpaint.errors import Interrupted
-
         raise Interrupted(f"interrupted; the photos filled so far are in {out_dir}") from None
     click.echo(f"filled {len(summary.filled)}, failed {len(summary.failed)} in "
                f"{summary.seconds:.1f} s -> {out_dir}")
-    if summary.failed:
-        for _, reason in summary.failed:
-            click.echo(f"  failed: {reason}", err=True)
-        raise SystemExit(1)
+    _report_failed(summary.failed)
 
 
 @cli.command("make-gif")
@@ -717,9 +486,9 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
               help="Integer nearest-neighbour upscaling.")
 @click.option("--hold-last", default=1.0, show_default=True, type=FiniteFloatRange(0, 600),
               help="Extra seconds the last frame stays on screen.")
-@click.option("--image", metavar="STEM", callback=_check_stem,
+@click.option("--image", metavar="STEM", callback=check_stem_param,
               help="Animate one image's frames, SRC/frames/STEM/, instead of progress/.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+@quiet_option()
 def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
     """Animate the completion's frames into OUT.gif (or .webp or .mp4).
 
@@ -754,32 +523,30 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
                f"{result.seconds:.1f} s")
 
 
+_ALIGN = AlignSettings()  # the aligner's defaults
+
+
 @cli.command("align")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--out-dir", required=True,
               type=click.Path(file_okay=False, writable=True, path_type=Path),
               help="Folder for the aligned PNG faces and align.jsonl (created).")
-@click.option("--size", default=64, show_default=True, type=click.IntRange(8, 4096),
+@click.option("--size", default=_ALIGN.size, show_default=True, type=click.IntRange(8, 4096),
               help="Side of the square aligned face, in pixels.")
-@click.option("--landmarks", default="inner-eyes-and-bottom-lip", show_default=True,
-              type=click.Choice(["inner-eyes-and-bottom-lip", "outer-eyes-and-nose"]),
+@click.option("--landmarks", default=_ALIGN.landmarks, show_default=True,
+              type=click.Choice(list(LANDMARK_SETS)),
               help="The three landmarks pinned to the template.")
-@click.option("--faces", default="largest", show_default=True,
-              type=click.Choice(["largest", "all", "skip-multi"]),
+@click.option("--faces", default=_ALIGN.faces, show_default=True,
+              type=click.Choice(FACE_POLICIES),
               help="Per photo: the largest face, every face (STEM_K.png), or none if several.")
-@click.option("--detector", default="hog", show_default=True, type=click.Choice(["hog", "cnn"]),
-              help="dlib's HOG frontal detector, or its CNN detector (far slower on a CPU).")
-@click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
-              help="Times the photo is doubled before detection (finds smaller faces, slower).")
-@click.option("--min-score", type=FiniteFloatRange(), default=None,
-              help="Drop detections scoring below this.  [default: 0.3]")
+@detector_options("dlib's HOG frontal detector, or its CNN detector (far slower on a CPU).")
 @click.option("--predictor", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="dlib 68-point model file (default: the face-recognition-models copy).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Processes aligning in parallel.")
 @click.option("--overwrite", is_flag=True, help="Realign inputs already done in OUT_DIR.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any input has no face or fails.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info messages.")
+@quiet_option()
 def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_score, predictor,
               workers, overwrite, strict, quiet):
     """Detect, landmark and align faces: photos -> SIZE x SIZE PNG crops.
@@ -796,15 +563,15 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
       inpaint align group.jpg -o faces --faces all       # group_0.png, group_1.png, ...
       inpaint align photos -o faces96 --size 96 --strict # exit 1 if a photo has no face
     """
-    _require_inputs(inputs)
+    require_inputs(inputs)
     _setup_logging(quiet, tensorflow=False)
-    from inpaint import align
+    from inpaint.align import align_batch
 
-    settings = align.AlignSettings(
+    settings = AlignSettings(
         size=size, landmarks=landmarks, faces=faces, detector=detector, upsample=upsample,
-        min_score=align.DEFAULT_MIN_SCORE if min_score is None else min_score,
+        min_score=min_score,
         predictor=str(predictor) if predictor else None)
-    s = align.align_batch(inputs, out_dir, settings, workers=workers, overwrite=overwrite,
+    s = align_batch(inputs, out_dir, settings, workers=workers, overwrite=overwrite,
                           progress=not quiet)
     c = s.counts
     rate = f", {s.images_per_s:.1f} images/s" if s.processed else ""
@@ -824,24 +591,23 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
     click.echo(f"records: {s.records_path}")
     failed = c["no-face"] + c["error"]
     if strict and failed:
-        raise align.AlignError(f"--strict: {failed} of {s.total} inputs have no aligned face "
+        raise AlignError(f"--strict: {failed} of {s.total} inputs have no aligned face "
                                f"({c['no-face']} without a face, {c['error']} errors)")
 
 
 @cli.command("evaluate")
 @click.argument("images", nargs=-1, required=True)
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Training run directory or its model/ export (default: the shipped model).")
+@model_option()
 @click.option("--mask-type", "mask_types", cls=AliasOption, aliases=("--maskType",),
               multiple=True,
               type=click.Choice([k for k in MASK_TYPES if k != "full"]),
               help="Repeatable (default: center, random, left).")
-@_search_options()
+@search_options()
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON.")
-@click.option("-q", "--quiet", is_flag=True)
+@quiet_option(help=None)
 def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet, **search):
     """Mask whole faces, complete them and score the results.
 
@@ -857,10 +623,9 @@ def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet,
       inpaint evaluate faces --model runs/mine --json scores.json
       inpaint evaluate faces --optimizer momentum --context-weighting none --iters 1000
     """
-    _require_inputs(images)
+    require_inputs(images)
     _setup_logging(quiet, status="loading TensorFlow and the model")
     from inpaint.evaluate import DEFAULT_MASK_TYPES, evaluate_masks, markdown_table, write_report
-    from inpaint.images import check_writable, expand_inputs, read_faces
     from inpaint.models import load_model
 
     if json_path:  # before the work, not after it
@@ -873,7 +638,7 @@ def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet,
                                              if len(failed) > 10 else "")
         raise click.BadParameter(f"no readable images ({reasons or 'none given'})",
                                  param_hint="IMAGES")
-    opts = _search_settings(search)
+    opts = search_settings(search)
     results = evaluate_masks(loaded, faces, stems, mask_types or DEFAULT_MASK_TYPES, opts,
                              batch_size=batch_size, progress=not quiet)
     click.echo(markdown_table(results))
@@ -886,8 +651,6 @@ def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet,
 def _recorded_dataset(record: Path, key: str) -> list[Path]:
     """The dataset folders an earlier run recorded under `key` of `record` (its run.json or
     encoder.json)."""
-    from inpaint.records import recorded_paths
-
     found = recorded_paths(record, key)
     if found is None:
         raise click.UsageError("--dataset is required (no earlier run records one)")
@@ -895,14 +658,12 @@ def _recorded_dataset(record: Path, key: str) -> list[Path]:
 
 
 def _init_model_dir(path: Path) -> Path:
-    """The model directory `--init-from` names; "pretrained" is the shipped model."""
-    from inpaint.errors import ModelError
-    from inpaint.models import PRETRAINED_DIR, resolve_model_dir
+    """The model directory `--init-from` names (models.model_dir_named: "pretrained" is the
+    shipped model); exit 2 when it names none."""
+    from inpaint.models import model_dir_named
 
-    if str(path) == "pretrained" and not path.exists():
-        path = PRETRAINED_DIR
     try:
-        return resolve_model_dir(path)
+        return model_dir_named(path)
     except ModelError as exc:
         raise click.BadParameter(str(exc), param_hint="'--init-from'") from None
 

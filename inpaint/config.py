@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inpaint.errors import ConfigError, UsageError
+from inpaint.files import atomic_write_bytes, open_regular
 
 
 @dataclass
@@ -159,7 +160,7 @@ PERCEPTUAL = ("nonsaturating", "paper")
 CONTEXT_WEIGHTINGS = ("yeh", "none")
 SEARCH_PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
-# Where each search starts: the model's encoder (inpaint.encoder) or a uniform random z; "auto":
+# Where each search starts: the model's encoder (models.propose) or a uniform random z; "auto":
 # the encoder where the model has one and the mask is in pixels (not lowres), else random.
 INITS = ("auto", "encoder", "random")
 # Iterations when none are asked for, by start. Measured on celeba-val (docs/search.md): from a
@@ -251,6 +252,50 @@ class SearchOptions:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+
+@dataclass
+class EncoderConfig:
+    """How an encoder is trained (encoder.train_encoder, `inpaint train-encoder`). Defaults:
+    measured on the shipped 64-px face model."""
+
+    filters: int = 32  # first convolution; doubles per stage like the discriminator, at half its
+    #                    width: 1.6 M weights, 3 MB in float16 (the package's 30 MB budget)
+    steps: int = 6000  # what the shipped encoder was trained for (inpaint/pretrained/model.json,
+    #                    docs/search.md): 43 minutes on the 2-core CPU
+    batch_size: int = 64  # half generated faces (z known), half real faces
+    lr: float = 2e-4  # Adam, the DCGAN rate
+    beta1: float = 0.9
+    latent_weight: float = 1.0  # weight of the L2 loss on z for generated faces
+    seed: int = 0
+    precision: str = "auto"  # as training: mixed bfloat16 where native, else float32
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    log_every: int = 20
+
+    def validate(self) -> EncoderConfig:
+        for name in ("filters", "steps", "batch_size", "checkpoint_every", "keep_checkpoints",
+                     "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"encoder {name} must be a whole number >= 1, got {value!r}")
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ConfigError(f"encoder batch size must be even and >= 2 (half generated, half "
+                              f"real faces), got {self.batch_size}")
+        for name in ("lr", "beta1", "latent_weight"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"encoder {name} must be a finite number >= 0, got {value}")
+        if self.lr == 0 or self.beta1 >= 1:
+            raise ConfigError("encoder lr must be > 0 and beta1 < 1")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ConfigError(f"encoder precision must be one of {', '.join(TRAIN_PRECISIONS)}")
+        return self
+
+    # keys that may differ when a run resumes: they schedule the run, not what it learns
+    RESUMABLE = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "precision")
 
 
 # Keys that may change when a run is resumed: they schedule the run but do not change the models
@@ -357,10 +402,9 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg = Config()
     if path is None:
         return cfg.validate()
-    from inpaint.images import open_regular  # a FIFO would block a plain read forever
-
     path = Path(path)
     try:
+        # open_regular: a FIFO would block a plain read forever
         with open_regular(path, error=lambda m: ConfigError(f"cannot read config {m}")) as f:
             text = f.read().decode("utf-8")
     except OSError as exc:
@@ -372,6 +416,19 @@ def load_config(path: str | Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     return apply_mapping(cfg, mapping, source=str(path)).validate()
+
+
+def run_config(config_path: str | Path | None = None, run_dir: str | Path | None = None,
+               model_dir: str | Path | None = None) -> Config:
+    """The config a training run starts from, by precedence: the file `config_path` (--config),
+    else the run's own stored config (`run_dir`/config.toml: a resumed run keeps its config),
+    else that of the model it starts from (`model_dir`/config.toml, --init-from), else the
+    defaults (dcgan64). --set overrides (apply_overrides) come on top."""
+    if config_path is None and run_dir is not None and (Path(run_dir) / "config.toml").is_file():
+        config_path = Path(run_dir) / "config.toml"
+    elif config_path is None and model_dir is not None:
+        config_path = Path(model_dir) / "config.toml"
+    return load_config(config_path)
 
 
 def parse_override(text: str) -> tuple[str, str, object]:
@@ -436,7 +493,5 @@ def dumps_config(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from inpaint.images import atomic_write_bytes
-
     atomic_write_bytes(Path(path), dumps_config(cfg).encode("utf-8"))
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from inpaint.config import DataConfig
 from inpaint.errors import DataError, ImageReadError
-from inpaint.images import crop_resize, find_images, read_image, safe_resolve
+from inpaint.files import safe_resolve
+from inpaint.images import crop_resize, find_images, read_image
 
 log = logging.getLogger(__name__)
 

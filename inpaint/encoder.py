@@ -1,5 +1,7 @@
-"""An encoder that proposes the latent code for a completion: E(masked face, mask) -> z, trained so
-that G(E(x, M)) is close to the face x, for a fixed, already trained generator G.
+"""Training the encoder that proposes the latent code for a completion: E(masked face, mask) -> z,
+trained so that G(E(x, M)) is close to the face x, for a fixed, already trained generator G. The
+network, its proposal and its file in the model directory are inpaint.models' (build_encoder,
+propose, export_with_encoder); the checkpoint folders inpaint.checkpoints'.
 
 The search (inpaint.search) then starts from E's proposal instead of a random z, so it needs far
 fewer iterations (measured: docs/search.md). The encoder is trained on two kinds of pairs per batch:
@@ -18,7 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,108 +28,28 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers
+from tqdm import tqdm
 
 from inpaint import __version__
-from inpaint.config import TRAIN_PRECISIONS, DataConfig, ModelConfig
-from inpaint.errors import ConfigError, Interrupted, ModelError, RunDirError
+from inpaint.checkpoints import CheckpointedTrainer, load_optimizer_arrays, optimizer_arrays
+from inpaint.config import DataConfig, EncoderConfig, ModelConfig
+from inpaint.data import load_face_dataset
+from inpaint.errors import Interrupted, RunDirError
+from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_dir
-from inpaint.train import (
-    CheckpointedTrainer,
-    load_optimizer_arrays,
-    optimizer_arrays,
+from inpaint.images import to_float
+from inpaint.models import (
+    build_encoder,
+    cast_network,
+    encoder_input,
+    export_with_encoder,
+    first_non_finite_weight,
 )
+from inpaint.records import JsonlLog, lock_folder
 
 log = logging.getLogger(__name__)
 
-ENCODER_FILE = "encoder.keras"
 SETTINGS_FILE = "encoder.json"
-
-
-@dataclass
-class EncoderConfig:
-    """How an encoder is trained. Defaults: measured on the shipped 64-px face model."""
-
-    filters: int = 32  # first convolution; doubles per stage like the discriminator, at half its
-    #                    width: 1.6 M weights, 3 MB in float16 (the package's 30 MB budget)
-    steps: int = 3000
-    batch_size: int = 64  # half generated faces (z known), half real faces
-    lr: float = 2e-4  # Adam, the DCGAN rate
-    beta1: float = 0.9
-    latent_weight: float = 1.0  # weight of the L2 loss on z for generated faces
-    seed: int = 0
-    precision: str = "auto"  # as training: mixed bfloat16 where native, else float32
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 3
-    log_every: int = 20
-
-    def validate(self) -> EncoderConfig:
-        for name in ("filters", "steps", "batch_size", "checkpoint_every", "keep_checkpoints",
-                     "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"encoder {name} must be a whole number >= 1, got {value!r}")
-        if self.batch_size < 2 or self.batch_size % 2:
-            raise ConfigError(f"encoder batch size must be even and >= 2 (half generated, half "
-                              f"real faces), got {self.batch_size}")
-        for name in ("lr", "beta1", "latent_weight"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"encoder {name} must be a finite number >= 0, got {value}")
-        if self.lr == 0 or self.beta1 >= 1:
-            raise ConfigError("encoder lr must be > 0 and beta1 < 1")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if self.precision not in TRAIN_PRECISIONS:
-            raise ConfigError(f"encoder precision must be one of {', '.join(TRAIN_PRECISIONS)}")
-        return self
-
-    # keys that may differ when a run resumes: they schedule the run, not what it learns
-    RESUMABLE = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "precision")
-
-
-# ----------------------------------------------------------------------------- the network
-
-def build_encoder(cfg: ModelConfig, filters: int = 32, dtype: str = "float32") -> keras.Model:
-    """(B, S, S, C + 1): the face with its hole zeroed and the mask (1 = known) -> z (B, z_dim)
-    float32 in (-1, 1). The discriminator's layout (stride-2 convolutions, leaky ReLU) without
-    batch norm, so a face's proposal never depends on the rest of its batch, then tanh."""
-    inp = keras.Input((cfg.image_size, cfg.image_size, cfg.channels + 1), name="masked_face")
-    x = inp
-    for i in range(cfg.n_up):
-        x = layers.Conv2D(filters * 2 ** i, cfg.kernel_size, strides=2, padding="same",
-                          kernel_initializer=keras.initializers.HeNormal(), name=f"e_conv{i}",
-                          dtype=dtype)(x)
-        x = layers.LeakyReLU(negative_slope=cfg.leak, name=f"e_lrelu{i}", dtype=dtype)(x)
-    x = layers.Flatten(name="e_flatten", dtype=dtype)(x)
-    x = layers.Dense(cfg.z_dim, kernel_initializer=keras.initializers.GlorotUniform(),
-                     name="e_z", dtype=dtype)(x)
-    z = layers.Activation("tanh", name="e_tanh", dtype="float32")(x)
-    return keras.Model(inp, z, name="encoder")
-
-
-def encoder_input(images, masks):
-    """images (B, S, S, C) float in [-1, 1], masks (B, S, S) with 1 = known -> (B, S, S, C + 1):
-    the hole set to 0 (mid-grey), the mask as the last channel."""
-    m = tf.cast(masks, tf.float32)[..., None]
-    return tf.concat([tf.cast(images, tf.float32) * m, m], axis=-1)
-
-
-def propose(encoder: keras.Model, images: np.ndarray, masks: np.ndarray,
-            batch_size: int = 256) -> np.ndarray:
-    """E's z for each face: images (B, S, S, C) uint8, masks (B, S, S) -> (B, z_dim) float32 in
-    [-1, 1]. Each row depends only on its own face and mask."""
-    from inpaint.images import to_float
-
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = encoder_input(to_float(np.asarray(images[i:i + batch_size])),
-                          np.asarray(masks[i:i + batch_size], np.float32))
-        out.append(np.asarray(encoder(x, training=False), np.float32))
-    if not out:
-        return np.zeros((0, int(encoder.output_shape[-1])), np.float32)
-    return np.clip(np.concatenate(out), -1.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- training masks
@@ -171,13 +92,11 @@ def training_masks(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 
 class EncoderTrainer(CheckpointedTrainer):
     """The encoder, its optimizer and the compiled train step for one frozen generator;
-    checkpoints as inpaint.train's (restore_latest, damaged ones set aside)."""
+    checkpoints in inpaint.checkpoints' folders (restore_latest, damaged ones set aside)."""
 
     def __init__(self, generator: keras.Model, model_cfg: ModelConfig, cfg: EncoderConfig):
         self.cfg = cfg.validate()
         self.precision = resolve_precision(cfg.precision, training=True)
-        from inpaint.models import cast_network
-
         self.generator = cast_network(generator, self.precision)
         self.model_cfg = model_cfg
         self.encoder = build_encoder(model_cfg, cfg.filters, self.precision)
@@ -210,8 +129,6 @@ class EncoderTrainer(CheckpointedTrainer):
     def batch(self, faces: np.ndarray) -> tuple[np.ndarray, ...]:
         """The inputs of step `self.step`, a function of the seed and the step only (so a resumed
         run sees what an uninterrupted one would): z, their masks, real faces, their masks."""
-        from inpaint.images import to_float
-
         rng = np.random.default_rng([self.cfg.seed, self.step])
         half, size = self.cfg.batch_size // 2, self.model_cfg.image_size
         z = rng.uniform(-1.0, 1.0, (half, self.model_cfg.z_dim)).astype(np.float32)
@@ -226,7 +143,7 @@ class EncoderTrainer(CheckpointedTrainer):
         self.step += 1
         return losses
 
-    # -- checkpoints (the layout of inpaint.train's: ckpt-<step> folders, written whole) ----
+    # -- checkpoints (inpaint.checkpoints' layout: ckpt-<step> folders, written whole) -------
 
     def save_checkpoint(self, ckpt_root: Path, keep: int) -> Path:
         return self._save_checkpoint(ckpt_root, keep, self._write_state, {})
@@ -238,8 +155,6 @@ class EncoderTrainer(CheckpointedTrainer):
     def load_checkpoint(self, path: Path) -> None:
         """Restore the encoder, its optimizer and the step; RunDirError when a weight is NaN or
         infinite or the optimizer state does not fit."""
-        from inpaint.models import first_non_finite_weight
-
         self.encoder.load_weights(path / "encoder.weights.h5")
         if (bad := first_non_finite_weight(self.encoder)) is not None:
             raise RunDirError(f"weight {bad} holds NaN or infinite values")
@@ -271,8 +186,6 @@ def _open_settings(run_dir: Path, settings: dict, cfg: EncoderConfig, write: boo
     if not path.is_file():
         if not write:
             return
-        from inpaint.images import atomic_write_bytes
-
         atomic_write_bytes(path, json.dumps(settings, indent=2).encode("utf-8"))
         return
     try:
@@ -295,9 +208,6 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
     """Train (or resume) an encoder for `model` (a LoadedModel) on the aligned faces below
     `datasets`, into `run_dir`; export run_dir/model at the end. Ctrl-C saves a checkpoint and
     raises Interrupted."""
-    from inpaint.data import load_face_dataset
-    from inpaint.records import JsonlLog, lock_folder
-
     cfg = (cfg or EncoderConfig()).validate()
     run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
     with lock_folder(run_dir, "train-encoder"):
@@ -329,8 +239,6 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
 
 def _loop(trainer: EncoderTrainer, faces: np.ndarray, ckpt_root: Path, metrics,
           progress: bool) -> dict:
-    from tqdm import tqdm
-
     cfg, last = trainer.cfg, {}
     with tqdm(total=cfg.steps, initial=min(trainer.step, cfg.steps), disable=not progress,
               unit="step", desc="encoder") as bar:
@@ -349,37 +257,3 @@ def _loop(trainer: EncoderTrainer, faces: np.ndarray, ckpt_root: Path, metrics,
             bar.update(1)
             bar.set_postfix(image_l1=f"{last['image_l1']:.3f}", z=f"{last['latent_l2']:.3f}")
     return last
-
-
-# ----------------------------------------------------------------------------- export / load
-
-def export_with_encoder(model, encoder: keras.Model, out_dir: str | Path,
-                        info: dict | None = None) -> Path:
-    """Write `out_dir`: the model directory of `model` (its files copied unchanged) with
-    `encoder.keras` (float16 storage) added and listed in model.json. Written to a temporary
-    folder that then replaces `out_dir`."""
-    from inpaint.models import MODEL_FILES, cast_network, remove_stale_exports, sha256_file
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_exports(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        for name in MODEL_FILES:
-            shutil.copyfile(model.path / name, tmp / name)
-        cast_network(encoder, "float16").save(tmp / ENCODER_FILE)
-        meta = json.loads((model.path / "model.json").read_text("utf-8"))
-        meta["sha256"] = {**meta["sha256"], ENCODER_FILE: sha256_file(tmp / ENCODER_FILE)}
-        meta["encoder"] = {"for_generator": meta["sha256"]["generator.keras"],
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})}
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return out_dir
-
-
-def check_encoder(encoder: keras.Model, model_cfg: ModelConfig, where: str) -> None:
-    """ModelError unless `encoder` maps (S, S, C + 1) to (z_dim,)."""
-    s, c, zd = model_cfg.image_size, model_cfg.channels, model_cfg.z_dim
-    if (tuple(encoder.input_shape[1:]) != (s, s, c + 1)
-            or tuple(encoder.output_shape[1:]) != (zd,)):
-        raise ModelError(f"{where}: the encoder maps {encoder.input_shape} -> "
-                         f"{encoder.output_shape}, not {s}x{s}x{c + 1} -> {zd} as the generator "
-                         "needs")

@@ -197,7 +197,7 @@ def write_report(path, results: dict, options, model, n_images: int,
                  skipped: list[str]) -> None:
     """The results as JSON at `path` (replaced whole): the images scored and skipped, the
     search options, the model's identity and {kind: scores}."""
-    from inpaint.images import atomic_write_bytes
+    from inpaint.files import atomic_write_bytes
 
     record = {"images": n_images, "skipped": skipped, "options": asdict(options),
               "model": model.identity, "results": results}

@@ -7,7 +7,7 @@ For one photo `(H, W, 3)` uint8 and a region to fill (landmark hulls, a photo-si
     2. the hole of each face is the region's part inside that face's aligned square (the square's
        corners mapped back with T^-1); a region that touches no face is an error;
     3. warp the face and its hole into the template frame (a pixel touched by the hole counts as
-       unknown; template pixels outside the photo are unknown too) and search z (complete.py);
+       unknown; template pixels outside the photo are unknown too) and search z (search.py);
     4. warp G(z) back to the photo: upsampled with Lanczos to the face's scale in the photo, then
        sampled through T with bicubic interpolation;
     5. Poisson-blend it into the hole at photo resolution (a sparse direct solve over the hole's
@@ -38,29 +38,14 @@ from inpaint.align import (
     warp_face,
 )
 from inpaint.blend import poisson_blend
-from inpaint.config import SearchOptions
-from inpaint.errors import InpaintError, MaskError, NoFaceFound
-from inpaint.images import atomic_path, read_image, to_uint8, write_image
-from inpaint.masks import find_mask_for, image_seed, read_mask_image
+from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
+from inpaint.files import atomic_path
+from inpaint.images import read_image, to_uint8, write_image
+from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, output_stems
 
 log = logging.getLogger(__name__)
 
-# Face regions as groups of the 68 iBUG 300-W landmarks (0-based). "left" and "right" are as seen
-# in the photo: the left eye is the one on the photo's left (the person's right eye).
-_LEFT_EYE, _RIGHT_EYE = tuple(range(36, 42)), tuple(range(42, 48))
-_LEFT_BROW, _RIGHT_BROW = tuple(range(17, 22)), tuple(range(22, 27))
-REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "mouth": (tuple(range(48, 68)),),
-    "nose": (tuple(range(27, 36)),),
-    "eyes": (_LEFT_EYE, _RIGHT_EYE),
-    "left-eye": (_LEFT_EYE,),
-    "right-eye": (_RIGHT_EYE,),
-    "eyebrows": (_LEFT_BROW, _RIGHT_BROW),
-    "left-eyebrow": (_LEFT_BROW,),
-    "right-eyebrow": (_RIGHT_BROW,),
-    "face": (tuple(range(68)),),
-}
 # Default growth of a region's hull: a tenth of the distance between the outer eye corners
 # (landmarks 36 and 45), so the hole covers the feature's edge (lip line, lashes) at any face size.
 DEFAULT_GROW_FRACTION = 0.1
@@ -127,9 +112,9 @@ def region_mask(landmarks: np.ndarray, regions: Sequence[str], shape: tuple[int,
     grow = default_grow(pts) if grow is None else float(grow)
     out = np.zeros(shape, bool)
     for name in regions:
-        if name not in REGIONS:
-            raise MaskError(f"unknown region {name!r}; choose from {', '.join(REGIONS)}")
-        for group in REGIONS[name]:
+        if name not in FACE_REGIONS:
+            raise MaskError(f"unknown region {name!r}; choose from {', '.join(FACE_REGIONS)}")
+        for group in FACE_REGIONS[name]:
             out |= polygon_mask(convex_hull(pts[list(group)]), shape, grow)
     return out
 
@@ -260,20 +245,23 @@ def _pick(kept, policy: str):
 
 def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = (),
                grow: float | None = None, hole: np.ndarray | None = None, faces: str = "largest",
-               options=None, name: str = "photo", search=None) -> FillResult:
+               options=None, name: str = "photo") -> FillResult:
     """Fill `photo` `(H, W, 3)` uint8 where asked: the landmark `regions` of each chosen face,
     and/or `hole` `(H, W)` bool (True = fill) in photo pixels.
 
-    `model`: a LoadedModel; `aligner`: an align.FaceAligner whose size is the model's; `faces`:
-    "largest" or "all"; `options`: SearchOptions; `name` seeds each face's search (so a photo's
-    result does not depend on what else is in the batch) and names it in errors; `search`: a
-    search.Completer for these options to reuse (compiled once).
+    `model`: a LoadedModel, searched with `options` (SearchOptions; default: the defaults), or a
+    search.Completer set up once for many photos, which holds its own options (then `options`
+    must be None); `aligner`: an align.FaceAligner whose size is the model's; `faces`: "largest"
+    or "all"; `name` seeds each face's search (so a photo's result does not depend on what else
+    is in the batch) and names it in errors.
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
     from inpaint.search import Completer  # TensorFlow: imported when used
 
     photo = np.ascontiguousarray(photo, np.uint8)
-    opts = (options or SearchOptions()).validate()
-    _check_request(photo, model, aligner, regions, hole, name)
+    if isinstance(model, Completer) and options is not None:
+        raise UsageError("fill_photo: give the options to the Completer, not to both")
+    completer = model if isinstance(model, Completer) else Completer(model, options)
+    _check_request(photo, completer, aligner, regions, hole, name)
     t0 = time.perf_counter()
     kept, _ = aligner.detect(photo)
     if not kept:
@@ -282,9 +270,8 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0}
     result = FillResult(photo.copy(), np.zeros(photo.shape[:2], bool), seconds=seconds)
     covered = np.zeros(photo.shape[:2], bool)
-    search = search or Completer(model, opts)
     for k, det in enumerate(chosen):
-        face = _fill_face(photo, det, result, covered, aligner, search, opts,
+        face = _fill_face(photo, det, result, covered, aligner, completer,
                           regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}")
         if face is not None:
             result.faces.append(face)
@@ -300,20 +287,20 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     return result
 
 
-def _check_request(photo, model, aligner, regions, hole, name: str) -> None:
+def _check_request(photo, completer, aligner, regions, hole, name: str) -> None:
     shape = photo.shape[:2]
     if not regions and hole is None:
         raise MaskError("nothing to fill: give a region, a mask or a box")
     if hole is not None and hole.shape != shape:
         raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
                         f"{shape[1]}x{shape[0]}")
-    size = model.config.model.image_size
+    size = completer.image_size
     if aligner.settings.size != size:
         raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
                            f"needs {size}")
 
 
-def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, search, opts, *,
+def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, completer, *,
                regions, grow, hole, seed_name: str) -> FaceFill | None:
     """Fill the part of the request inside one face's aligned square into `result.image`
     (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
@@ -333,8 +320,8 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, sea
         return None
     t2 = time.perf_counter()
     known = _known_in_face(mine, transform, size)
-    out = search(face[None], known[None], blend_result=False,
-                 seeds=[image_seed(opts.seed, seed_name)])
+    out = completer(face[None], known[None], blend_result=False,
+                    seeds=[image_seed(completer.options.seed, seed_name)])
     seconds["search"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     generated = to_uint8(out.generated[0])
@@ -381,10 +368,10 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     """Fill part of the face(s) in a photo and return the whole photo.
 
     image: a numpy array `(H, W, 3)` uint8 or a PIL image (the result is of the same kind).
-    Say where to fill with any of: `region` ("mouth", "nose", "eyes", ... see REGIONS, or a list),
+    Say where to fill with any of: `region` ("mouth", "nose", ... see masks.FACE_REGIONS, or a list),
     `mask` `(H, W)` array with 1/True = keep and 0/False = fill (as every mask in inpaint), or
     `box` (x, y, w, h) in photo pixels. `model`: a LoadedModel or a model directory (default:
-    the shipped model); `options`: complete.SearchOptions.
+    the shipped model); `options`: config.SearchOptions.
 
         import inpaint
         from PIL import Image
@@ -475,8 +462,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
 
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
-    options = (options or SearchOptions()).validate()
-    search = Completer(model, options)
+    completer = Completer(model, options)  # set up once for every photo
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = FillSummary()
     t0 = time.perf_counter()
@@ -492,8 +478,8 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             if box is not None:
                 b = box_hole(box, photo.shape[:2])
                 hole = b if hole is None else hole | b
-            res = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole,
-                             faces=faces, options=options, name=str(path), search=search)
+            res = fill_photo(photo, completer, aligner, regions=regions, grow=grow, hole=hole,
+                             faces=faces, name=str(path))
             out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
             write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))
             record.update(status="filled", output=str(out), size=[photo.shape[1], photo.shape[0]],

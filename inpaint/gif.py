@@ -24,15 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inpaint import layout
 from inpaint.errors import DataError, InpaintError, UsageError
-from inpaint.images import (
-    atomic_path,
-    atomic_write_bytes,
-    find_images,
-    read_image,
-    safe_resolve,
-    walk_inputs,
-)
+from inpaint.files import atomic_path, atomic_write_bytes, safe_resolve
+from inpaint.images import find_images, read_image, walk_inputs
 from inpaint.records import check_stem
 
 log = logging.getLogger(__name__)
@@ -96,7 +91,7 @@ def _progress_frames(progress: Path) -> list[Path]:
 def _image_frames(src: Path, stem: str) -> list[Path]:
     """One image's frames, `src/frames/<stem>/NNNN.png`."""
     check_stem(stem)
-    frames_dir = src / "frames"
+    frames_dir = src / layout.FRAMES
     if not frames_dir.is_dir():
         raise DataError(f"{src}: no frames/ folder, so no per-image frames for --image {stem} "
                         f"(give the output directory of `inpaint complete`, which keeps them)")
@@ -115,8 +110,8 @@ def _image_frames(src: Path, stem: str) -> list[Path]:
 def _frames_of(source: str | Path) -> list[Path]:
     """One SRC -> its frame files. See `collect_frames`."""
     path = Path(source)
-    if path.is_dir() and (path / "progress").is_dir():
-        return _progress_frames(path / "progress")
+    if path.is_dir() and (path / layout.PROGRESS).is_dir():
+        return _progress_frames(path / layout.PROGRESS)
     if not (path.exists() or glob.has_magic(str(source))):
         raise DataError(f"{source}: no such file or directory")
     # a frame folder is flat; a file named explicitly is kept whatever its suffix, so reading
@@ -365,8 +360,8 @@ def blend_image_frames(src: str | Path, stem: str, paths: Sequence[Path],
     from inpaint.blend import poisson_blend
 
     src = Path(src)
-    mask_path = src / "masks" / f"{stem}.png"
-    generated = [p.parent / "generated" / p.name for p in paths]
+    mask_path = layout.image_output(src, layout.MASKS, stem)
+    generated = [p.parent / layout.GENERATED / p.name for p in paths]
     if not mask_path.is_file() or not all(g.is_file() for g in generated):
         log.info("frames of %s not blended: %s or frames/%s/generated/ is missing (complete "
                  "ran with --no-blend, or before blended frames were kept)", stem, mask_path, stem)

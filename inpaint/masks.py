@@ -22,11 +22,29 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import MaskError
+from inpaint.files import open_regular
+from inpaint.images import is_image_path
 
 MASK_TYPES = ("center", "left", "right", "top", "bottom", "random", "grid", "lowres", "full")
 GRID_STEP = 4  # `grid`: one known pixel in 4 along each axis
 LOWRES_BLOCK = 8  # `lowres`: the input is known only as means over 8x8 blocks
 
+# Named face regions (inpaint fill --region) as groups of the 68 iBUG 300-W landmarks (0-based;
+# align.py finds them); fill.region_mask turns each group's hull into a hole. "left" and "right"
+# are as seen in the photo: the left eye is the one on the photo's left (the person's right eye).
+_LEFT_EYE, _RIGHT_EYE = tuple(range(36, 42)), tuple(range(42, 48))
+_LEFT_BROW, _RIGHT_BROW = tuple(range(17, 22)), tuple(range(22, 27))
+FACE_REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "mouth": (tuple(range(48, 68)),),
+    "nose": (tuple(range(27, 36)),),
+    "eyes": (_LEFT_EYE, _RIGHT_EYE),
+    "left-eye": (_LEFT_EYE,),
+    "right-eye": (_RIGHT_EYE,),
+    "eyebrows": (_LEFT_BROW, _RIGHT_BROW),
+    "left-eyebrow": (_LEFT_BROW,),
+    "right-eyebrow": (_RIGHT_BROW,),
+    "face": (tuple(range(68)),),
+}
 
 Z_STREAM, MASK_STREAM = 0, 1  # independent random streams per image
 
@@ -85,8 +103,6 @@ def box_mask(box: tuple[int, int, int, int], size: int) -> np.ndarray:
 def read_mask_image(path: str | Path) -> Image.Image:
     """A mask file as a greyscale ("L") image, read only if it is a regular file; MaskError
     naming the file when it is missing, special (a FIFO, a link loop) or not an image."""
-    from inpaint.images import open_regular
-
     path = Path(path)
     try:
         with open_regular(path, error=lambda m: MaskError(f"mask {m}")) as f, \
@@ -129,8 +145,6 @@ def _center_square(im: Image.Image) -> Image.Image:
 
 def find_mask_for(mask_dir: Path, stem: str) -> Path:
     """The mask in `mask_dir` with the image's stem (any image suffix); MaskError if none."""
-    from inpaint.images import is_image_path
-
     # escaped: a stem like "a[1]" is a name, not a pattern
     found = sorted(p for p in mask_dir.glob(f"{glob.escape(stem)}.*") if is_image_path(p))
     if not found:

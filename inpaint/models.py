@@ -1,11 +1,14 @@
-"""The DCGAN (Radford et al. 2016, as used for face completion by Yeh et al. 2017) and the model
-directory that `inpaint train` exports and every later command loads.
+"""The networks (the DCGAN of Radford et al. 2016, as used for face completion by Yeh et al.
+2017, and the encoder that proposes its z) and the model directory that `inpaint train` exports,
+`inpaint train-encoder` extends and every later command loads. The one home of that format.
 
 Model directory layout (Keras' own `.keras` format; loaded with safe mode, nothing pickled):
     generator.keras       z (B, z_dim) float32 in [-1, 1] -> images (B, S, S, C) float32 in [-1, 1]
     discriminator.keras   images (B, S, S, C) -> logits (B, 1) float32
-    config.toml           the resolved config both networks were built from
-    model.json            format version, training step, and a SHA-256 of each file above
+    encoder.keras         optional: (B, S, S, C + 1) masked face and mask -> z (B, z_dim)
+    config.toml           the resolved config the networks were built from
+    model.json            format version, training step, a SHA-256 of each file above and, with
+                          an encoder, the generator's SHA-256 it was trained for
 """
 
 from __future__ import annotations
@@ -20,19 +23,22 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from inpaint import __version__
 from inpaint.config import SEARCH_PRECISIONS, Config, ModelConfig, config_from_dict, dumps_config
 from inpaint.errors import ConfigError, InpaintError, ModelError
+from inpaint.files import atomic_dir, temporary_prefix
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_dir, temporary_prefix
+from inpaint.images import to_float
 from inpaint.layers import BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
 MODEL_FORMAT_VERSION = 1
 MODEL_FILES = ("generator.keras", "discriminator.keras", "config.toml")
-OPTIONAL_FILES = ("encoder.keras",)  # checked like the others when model.json lists them
+ENCODER_FILE = "encoder.keras"  # written by inpaint train-encoder (export_with_encoder)
+OPTIONAL_FILES = (ENCODER_FILE,)  # checked like the others when model.json lists them
 # The face model shipped inside the package; `inpaint complete` uses it when --model is not given.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -111,6 +117,45 @@ def build_models(cfg: Config) -> tuple[keras.Model, keras.Model]:
     return build_generator(cfg.model, precision), build_discriminator(cfg.model, precision)
 
 
+def build_encoder(cfg: ModelConfig, filters: int = 32, dtype: str = "float32") -> keras.Model:
+    """(B, S, S, C + 1): the face with its hole zeroed and the mask (1 = known) -> z (B, z_dim)
+    float32 in (-1, 1). The discriminator's layout (stride-2 convolutions, leaky ReLU) without
+    batch norm, so a face's proposal never depends on the rest of its batch, then tanh."""
+    inp = keras.Input((cfg.image_size, cfg.image_size, cfg.channels + 1), name="masked_face")
+    x = inp
+    for i in range(cfg.n_up):
+        x = layers.Conv2D(filters * 2 ** i, cfg.kernel_size, strides=2, padding="same",
+                          kernel_initializer=keras.initializers.HeNormal(), name=f"e_conv{i}",
+                          dtype=dtype)(x)
+        x = layers.LeakyReLU(negative_slope=cfg.leak, name=f"e_lrelu{i}", dtype=dtype)(x)
+    x = layers.Flatten(name="e_flatten", dtype=dtype)(x)
+    x = layers.Dense(cfg.z_dim, kernel_initializer=keras.initializers.GlorotUniform(),
+                     name="e_z", dtype=dtype)(x)
+    z = layers.Activation("tanh", name="e_tanh", dtype="float32")(x)
+    return keras.Model(inp, z, name="encoder")
+
+
+def encoder_input(images, masks):
+    """images (B, S, S, C) float in [-1, 1], masks (B, S, S) with 1 = known -> (B, S, S, C + 1):
+    the hole set to 0 (mid-grey), the mask as the last channel."""
+    m = tf.cast(masks, tf.float32)[..., None]
+    return tf.concat([tf.cast(images, tf.float32) * m, m], axis=-1)
+
+
+def propose(encoder: keras.Model, images: np.ndarray, masks: np.ndarray,
+            batch_size: int = 256) -> np.ndarray:
+    """E's z for each face: images (B, S, S, C) uint8, masks (B, S, S) -> (B, z_dim) float32 in
+    [-1, 1]. Each row depends only on its own face and mask."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = encoder_input(to_float(np.asarray(images[i:i + batch_size])),
+                          np.asarray(masks[i:i + batch_size], np.float32))
+        out.append(np.asarray(encoder(x, training=False), np.float32))
+    if not out:
+        return np.zeros((0, int(encoder.output_shape[-1])), np.float32)
+    return np.clip(np.concatenate(out), -1.0, 1.0)
+
+
 @dataclass
 class LoadedModel:
     generator: keras.Model
@@ -118,7 +163,7 @@ class LoadedModel:
     config: Config
     meta: dict
     path: Path
-    encoder: keras.Model | None = None  # proposes z (inpaint.encoder); None if the model has none
+    encoder: keras.Model | None = None  # proposes z (build_encoder); None if the model has none
     _networks: dict = field(default_factory=dict, repr=False, compare=False)
 
     def networks(self, precision: str = "float32") -> tuple[keras.Model, keras.Model]:
@@ -221,6 +266,26 @@ def export_model(out_dir: str | Path, generator: keras.Model, discriminator: ker
     return out_dir
 
 
+def export_with_encoder(model, encoder: keras.Model, out_dir: str | Path,
+                        info: dict | None = None) -> Path:
+    """Write `out_dir`: the model directory of `model` (its files copied unchanged) with
+    `encoder.keras` (float16 storage) added and listed in model.json. Written to a temporary
+    folder that then replaces `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_exports(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for name in MODEL_FILES:
+            shutil.copyfile(model.path / name, tmp / name)
+        cast_network(encoder, "float16").save(tmp / ENCODER_FILE)
+        meta = json.loads((model.path / "model.json").read_text("utf-8"))
+        meta["sha256"] = {**meta["sha256"], ENCODER_FILE: sha256_file(tmp / ENCODER_FILE)}
+        meta["encoder"] = {"for_generator": meta["sha256"]["generator.keras"],
+                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(info or {})}
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return out_dir
+
+
 def remove_stale_exports(out_dir: Path) -> None:
     """Delete what an export into `out_dir` that was killed left beside it: its temporary
     folder (`.<name>.XXXXXXXX`, mkdtemp's 8 random characters) and the previous model it was
@@ -249,6 +314,20 @@ def resolve_model_dir(path: str | Path) -> Path:
                          f"`inpaint train --out {path} --export-only` to export one")
     raise ModelError(f"{path} is not a model directory (no model.json); pass a training run "
                      "directory or its model/ folder")
+
+
+def shipped_model_dir() -> Path | None:
+    """The model shipped inside the package (PRETRAINED_DIR), what every command uses when no
+    --model is given; None where it is not installed (a checkout without its files)."""
+    return PRETRAINED_DIR if (PRETRAINED_DIR / "model.json").is_file() else None
+
+
+def model_dir_named(path: str | Path) -> Path:
+    """resolve_model_dir(path), where "pretrained" names the shipped model (unless a folder of
+    that name exists). ModelError as resolve_model_dir."""
+    if str(path) == "pretrained" and not Path(path).exists():
+        path = PRETRAINED_DIR
+    return resolve_model_dir(path)
 
 
 def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedModel:
@@ -284,8 +363,6 @@ def load_model(path: str | Path | None = None, verify: bool = True) -> LoadedMod
 def _load_encoder(model_dir: Path, meta: dict, cfg: Config) -> keras.Model | None:
     """The optional encoder.keras (checked by _check_files when model.json lists it), in float32;
     ModelError if it was trained for another generator or does not fit this one."""
-    from inpaint.encoder import ENCODER_FILE, check_encoder
-
     if ENCODER_FILE not in meta["sha256"]:
         return None
     info = meta.get("encoder") if isinstance(meta.get("encoder"), dict) else {}
@@ -296,6 +373,16 @@ def _load_encoder(model_dir: Path, meta: dict, cfg: Config) -> keras.Model | Non
     enc = _load_network(model_dir, ENCODER_FILE)
     check_encoder(enc, cfg.model, f"{model_dir}/{ENCODER_FILE}")
     return cast_network(enc, "float32")
+
+
+def check_encoder(encoder: keras.Model, model_cfg: ModelConfig, where: str) -> None:
+    """ModelError unless `encoder` maps (S, S, C + 1) to (z_dim,)."""
+    s, c, zd = model_cfg.image_size, model_cfg.channels, model_cfg.z_dim
+    if (tuple(encoder.input_shape[1:]) != (s, s, c + 1)
+            or tuple(encoder.output_shape[1:]) != (zd,)):
+        raise ModelError(f"{where}: the encoder maps {encoder.input_shape} -> "
+                         f"{encoder.output_shape}, not {s}x{s}x{c + 1} -> {zd} as the generator "
+                         "needs")
 
 
 def _read_meta(model_dir: Path) -> dict:

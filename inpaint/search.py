@@ -7,9 +7,12 @@ them (masks.context_weights), and L_p is the discriminator's verdict on G(z): th
 log(1 - D(G(z))) or the non-saturating -log D(G(z)). Then G(z) fills the hole, optionally
 Poisson-blended into the known pixels.
 
-`complete()` searches for a batch of images; `LatentSearch` is its compiled step, reusable across
-batches. Only z changes: the networks run in inference mode, in the precision the options ask
-for. The file layer over this is inpaint.complete.
+One door: `Completer(model_or_networks, options)` decides everything once (validates the options,
+whether the search starts from the encoder, the iterations that will run, the networks in the
+options' precision, the kind of search) and is then called per batch; `complete()` is the same
+for one batch. The parts behind the door (LatentSearch, MultiCodeSearch, GeneratorFinetune) take
+the finished options and the networks as they are. Only z changes: the networks run in inference
+mode. The file layer over this is inpaint.batch.
 """
 
 from __future__ import annotations
@@ -22,16 +25,15 @@ import tensorflow as tf
 
 from inpaint import masks as masklib
 from inpaint.blend import poisson_blend
-from inpaint.config import DEFAULT_LR, OPTIMIZERS, PERCEPTUAL, SearchOptions
+from inpaint.config import SearchOptions
 from inpaint.errors import Diverged, UsageError
 from inpaint.images import to_float, to_uint8
-from inpaint.models import cast_networks, precision_policy
+from inpaint.models import LoadedModel, cast_networks, precision_policy, propose
 from inpaint.ops import translate
 
-__all__ = ["DEFAULT_LR", "OPTIMIZERS", "PERCEPTUAL", "CompletionResult", "Completer",
-           "GeneratorFinetune", "LatentSearch", "MultiCodeSearch", "SearchOptions", "blend",
-           "complete", "initial_z", "make_search", "paste", "search_losses", "split_generator",
-           "use_encoder"]
+__all__ = ["CompletionResult", "Completer", "GeneratorFinetune", "LatentSearch",
+           "MultiCodeSearch", "blend", "complete", "finished", "initial_z", "paste",
+           "search_losses", "split_generator", "use_encoder"]
 
 
 @dataclass
@@ -95,19 +97,27 @@ def adam_update(x, grad, m, v, t, lr, b1, b2):
     return x, m, v
 
 
+def finished(opts: SearchOptions) -> SearchOptions:
+    """`opts` if they are finished options, as Completer hands them down (validated, `iters`
+    decided); ValueError otherwise: the parts behind the door decide nothing themselves."""
+    if opts.iters is None:
+        raise ValueError("the search takes finished options (iters decided): build it with "
+                         "search.Completer")
+    return opts
+
+
 class LatentSearch:
     """The graph-compiled search step for one pair of networks; reusable across batches.
 
     Each step evaluates the loss at the current z, updates z and clips it to [-1, 1]. With
     `optimize_shift`, G(z) is translated by a per-image sub-pixel shift (ops.translate, bilinear)
-    before the loss, and the shift is searched too, with Adam, within +-max_shift pixels."""
+    before the loss, and the shift is searched too, with Adam, within +-max_shift pixels.
+    `opts`: finished options (see `finished`); the networks compute as they are (Completer casts
+    them to the options' precision)."""
 
     def __init__(self, generator, discriminator, opts: SearchOptions, lowres: bool = False):
-        self.opts = opts.validate().resolved(from_encoder=False)
-        # the options' precision decides what the networks compute in (a no-op when they
-        # already do, e.g. LoadedModel.networks(precision))
-        self.generator, self.discriminator = cast_networks(
-            generator, discriminator, precision_policy(self.opts.precision))
+        self.opts = finished(opts)
+        self.generator, self.discriminator = generator, discriminator
         self.lowres = lowres
         self.z_dim = int(generator.input_shape[-1])
         self.step = tf.function(self._step_fn)
@@ -156,13 +166,12 @@ class LatentSearch:
                 "shift": zeros2, "shift_m": zeros2, "shift_v": zeros2}
 
     def run(self, target: np.ndarray, weights: np.ndarray, z0: np.ndarray,
-            callback: Callable[[int, np.ndarray, dict], None] | None = None,
-            iters: int | None = None):
-        """Search from z0: (N, z_dim). target: (N, S, S, 3) float32 in [-1, 1]; weights:
-        (N, S, S). Calls callback(iteration, G(z) (N, S, S, 3), losses) before each update and
-        after the last. `iters`: the number of updates (default: the options'). Returns (z, G(z),
-        losses dict of (iters + 1, N), shifts (N, 2))."""
-        iters = self.opts.iters if iters is None else iters
+            callback: Callable[[int, np.ndarray, dict], None] | None = None):
+        """Search from z0: (N, z_dim) for the options' `iters` updates. target: (N, S, S, 3)
+        float32 in [-1, 1]; weights: (N, S, S). Calls callback(iteration, G(z) (N, S, S, 3),
+        losses) before each update and after the last. Returns (z, G(z), losses dict of
+        (iters + 1, N), shifts (N, 2))."""
+        iters = self.opts.iters
         state = self.initial_state(z0)
         target = tf.constant(target, tf.float32)
         weights = tf.constant(weights, tf.float32)
@@ -244,12 +253,6 @@ class MultiCodeSearch(LatentSearch):
                              weights, self.lowres)
 
 
-def make_search(generator, discriminator, opts: SearchOptions, lowres: bool = False):
-    """The compiled search options.search asks for: a LatentSearch, or a MultiCodeSearch."""
-    kind = MultiCodeSearch if opts.search == "multi-code" else LatentSearch
-    return kind(generator, discriminator, opts, lowres)
-
-
 class GeneratorFinetune:
     """After the z search, per image: a few Adam steps on the generator's weights minimising the
     same objective plus `finetune_hold` times the squared distance of the weights to the trained
@@ -258,12 +261,13 @@ class GeneratorFinetune:
     z held at the search's result, every weight tuned, batch norm in inference mode).
 
     Each image starts again from the trained weights, so its result never depends on the other
-    images of its batch. The caller's networks are not changed (the tuned one is a copy)."""
+    images of its batch. The caller's networks are not changed (the tuned one is a copy).
+    `opts`: finished options (see `finished`)."""
 
     def __init__(self, generator, discriminator, opts: SearchOptions, lowres: bool = False):
         import keras
 
-        self.opts, self.lowres, self.discriminator = opts.validate(), lowres, discriminator
+        self.opts, self.lowres, self.discriminator = finished(opts), lowres, discriminator
         self.generator = keras.models.clone_model(generator)
         self.generator.set_weights(generator.get_weights())
         self.variables = self.generator.trainable_variables
@@ -326,91 +330,109 @@ def initial_z(n_images: int, restarts: int, z_dim: int, seeds: Sequence | None =
                            for s in seeds]).astype(np.float32)
 
 
-def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
-             options: SearchOptions | None = None, lowres: bool = False, blend_result: bool = True,
-             seeds: Sequence | None = None,
-             callback: Callable[[int, np.ndarray, np.ndarray, dict], None] | None = None,
-             search: LatentSearch | None = None, encoder=None,
-             finetune: GeneratorFinetune | None = None) -> CompletionResult:
-    """Complete B images.
-
-    images: (B, S, S, 3) uint8; masks: (B, S, S) with 1 = known. With `lowres`, the search matches
-    8x8 block means of the images instead of pixels (and nothing is pasted). `seeds`: one per image
-    for its starting z (default: derived from options.seed and the position). `callback(iteration,
-    generated (B, S, S, 3) float32, completions (B, S, S, 3) uint8, losses {name: (B,)})` sees the
-    current best restart of each image. `encoder` (inpaint.encoder) proposes the first restart's
-    z when options.init asks for it ("auto": when given and not `lowres`). With options.search
-    "finetune", the generator is then tuned per image (GeneratorFinetune; `finetune` reuses one).
-    Returns a CompletionResult; `losses` are those of the winning restart of each image (and
-    "finetune_<name>" (finetune_steps + 1, B) of the tuning)."""
-    opts = (options or SearchOptions()).validate()
-    from_encoder = use_encoder(opts, encoder, lowres)
-    opts = opts.resolved(from_encoder)
-    images = np.asarray(images)
-    masks = np.asarray(masks, np.float32)
-    b, k = len(images), opts.restarts
-    search = search or make_search(generator, discriminator, opts, lowres=lowres)
-    if opts.context_weighting == "yeh":
-        weights = masklib.context_weights(masks)
-    else:
-        weights = masks.copy()
-    target = np.repeat(to_float(images), k, axis=0)
-    weights_k = np.repeat(weights, k, axis=0)
-    z0 = _starting_points(search, opts, b, seeds, images, masks,
-                          encoder if from_encoder else None)
-
-    def best_of(total):  # (B*K,) -> index into B*K of each image's best restart
-        return np.arange(b) * k + total.reshape(b, k).argmin(axis=1)
-
-    paste_masks = np.zeros_like(masks) if lowres else masks
-
-    def on_step(i, g, losses):
-        idx = best_of(losses["total"])
-        gen = g.numpy()[idx]
-        callback(i, gen, paste(images, gen, paste_masks),
-                 {name: val[idx] for name, val in losses.items()})
-
-    z, g, history, shifts = search.run(target, weights_k, z0, on_step if callback else None,
-                                       iters=opts.iters)
-    idx = best_of(history["total"][-1])
-    losses = {name: val[:, idx] for name, val in history.items()}
-    generated = g[idx]
-    if opts.search == "finetune" and opts.finetune_steps > 0:
-        finetune = finetune or GeneratorFinetune(search.generator, search.discriminator, opts,
-                                                 lowres)
-        generated, tuned = _finetune_each(finetune, z[idx], shifts[idx], target[idx],
-                                          weights_k[idx])
-        losses.update({f"finetune_{name}": val for name, val in tuned.items()})
-    completed = paste(images, generated, paste_masks)
-    blended = blend(images, generated, masks) if blend_result and not lowres else None
-    return CompletionResult(z[idx], generated, completed, blended, losses, shifts[idx])
-
-
 class Completer:
-    """The search set up once for a model, options and mask kind, then called per batch: the
-    networks in the options' precision, one compiled LatentSearch, the model's encoder and, for
-    options.search "finetune", one GeneratorFinetune. `model`: a models.LoadedModel."""
+    """The one door into the search: set up once for a model, options and mask kind, then called
+    per batch. It decides everything once and hands it down finished: the options validated,
+    whether the search starts from the encoder (`from_encoder`), the iterations that will run
+    (`options.iters`), the networks in the options' precision, one compiled search of the kind
+    options.search asks for (LatentSearch or MultiCodeSearch) and, for "finetune", one
+    GeneratorFinetune.
+
+    `model`: a models.LoadedModel (its encoder, if any, proposes z), or the networks as a tuple
+    (generator, discriminator) or (generator, discriminator, encoder). `lowres`: the masks are
+    lowres (8x8 block means are matched, nothing is pasted). UsageError for options that cannot
+    be honoured (an encoder start without an encoder, ...)."""
 
     def __init__(self, model, options: SearchOptions | None = None, lowres: bool = False):
         options = (options or SearchOptions()).validate()
+        generator, discriminator, self.encoder = _networks_of(model)
         self.lowres = lowres
-        self.encoder = getattr(model, "encoder", None)
-        # refuses an impossible init up front; `options.iters` is what will run
-        self.options = options.resolved(use_encoder(options, self.encoder, lowres))
-        self.generator, self.discriminator = model.networks(self.options.precision)
-        self.search = make_search(self.generator, self.discriminator, self.options, lowres)
+        self.from_encoder = use_encoder(options, self.encoder, lowres)
+        self.options = options.resolved(self.from_encoder)  # `options.iters` is what will run
+        if isinstance(model, LoadedModel):  # cast once per model and precision
+            self.generator, self.discriminator = model.networks(self.options.precision)
+        else:
+            self.generator, self.discriminator = cast_networks(
+                generator, discriminator, precision_policy(self.options.precision))
+        self.image_size = int(self.generator.output_shape[1])
+        kind = MultiCodeSearch if self.options.search == "multi-code" else LatentSearch
+        self.search = kind(self.generator, self.discriminator, self.options, lowres)
         self._finetune: GeneratorFinetune | None = None
 
     def __call__(self, images: np.ndarray, masks: np.ndarray, *, seeds: Sequence | None = None,
                  blend_result: bool = True, callback=None) -> CompletionResult:
-        """complete() of one batch (see there) with this set-up."""
-        if self.options.search == "finetune" and self._finetune is None:
+        """Complete B images.
+
+        images: (B, S, S, 3) uint8; masks: (B, S, S) with 1 = known. `seeds`: one per image for
+        its starting z (default: derived from options.seed and the position). `callback(iteration,
+        generated (B, S, S, 3) float32, completions (B, S, S, 3) uint8, losses {name: (B,)})` sees
+        the current best restart of each image. With `from_encoder` the first restart of each
+        image starts from the encoder's proposal; with options.search "finetune" the generator
+        is then tuned per image. Returns a CompletionResult; `losses` are those of the winning
+        restart of each image (and "finetune_<name>" (finetune_steps + 1, B) of the tuning)."""
+        opts = self.options
+        images = np.asarray(images)
+        masks = np.asarray(masks, np.float32)
+        b, k = len(images), opts.restarts
+        weights = masklib.context_weights(masks) if opts.context_weighting == "yeh" else masks
+        target = np.repeat(to_float(images), k, axis=0)
+        weights_k = np.repeat(weights, k, axis=0)
+        z0 = _starting_points(self.search, opts, b, seeds, images, masks,
+                              self.encoder if self.from_encoder else None)
+        paste_masks = np.zeros_like(masks) if self.lowres else masks
+
+        def on_step(i, g, losses):
+            idx = _best_of(losses["total"], b, k)
+            gen = g.numpy()[idx]
+            callback(i, gen, paste(images, gen, paste_masks),
+                     {name: val[idx] for name, val in losses.items()})
+
+        z, g, history, shifts = self.search.run(target, weights_k, z0,
+                                                on_step if callback else None)
+        idx = _best_of(history["total"][-1], b, k)
+        losses = {name: val[:, idx] for name, val in history.items()}
+        generated = g[idx]
+        if opts.search == "finetune" and opts.finetune_steps > 0:
+            generated, tuned = _finetune_each(self._finetuner(), z[idx], shifts[idx], target[idx],
+                                              weights_k[idx])
+            losses.update({f"finetune_{name}": val for name, val in tuned.items()})
+        completed = paste(images, generated, paste_masks)
+        blended = blend(images, generated, masks) if blend_result and not self.lowres else None
+        return CompletionResult(z[idx], generated, completed, blended, losses, shifts[idx])
+
+    def _finetuner(self) -> GeneratorFinetune:
+        """The GeneratorFinetune of these networks and options, built on first use."""
+        if self._finetune is None:
             self._finetune = GeneratorFinetune(self.generator, self.discriminator, self.options,
                                                self.lowres)
-        return complete(self.generator, self.discriminator, images, masks, options=self.options,
-                        lowres=self.lowres, blend_result=blend_result, seeds=seeds,
-                        callback=callback, search=self.search, encoder=self.encoder,
-                        finetune=self._finetune)
+        return self._finetune
+
+
+def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
+             options: SearchOptions | None = None, lowres: bool = False, blend_result: bool = True,
+             seeds: Sequence | None = None,
+             callback: Callable[[int, np.ndarray, np.ndarray, dict], None] | None = None,
+             encoder=None) -> CompletionResult:
+    """Complete one batch with these networks: `Completer((generator, discriminator, encoder),
+    options, lowres)(images, masks, ...)` (see Completer). To complete several batches with one
+    set-up (compiled once), make the Completer and call it per batch."""
+    return Completer((generator, discriminator, encoder), options, lowres)(
+        images, masks, seeds=seeds, blend_result=blend_result, callback=callback)
+
+
+def _networks_of(model) -> tuple:
+    """(generator, discriminator, encoder or None) of a LoadedModel or of a tuple of networks."""
+    if isinstance(model, LoadedModel):
+        return model.generator, model.discriminator, model.encoder
+    if isinstance(model, tuple) and len(model) in (2, 3):
+        return (*model, None)[:3]
+    raise TypeError(f"Completer takes a LoadedModel or (generator, discriminator[, encoder]), "
+                    f"got {type(model).__name__}")
+
+
+def _best_of(total: np.ndarray, b: int, k: int) -> np.ndarray:
+    """total (B*K,) -> the index into B*K of each image's best restart."""
+    return np.arange(b) * k + total.reshape(b, k).argmin(axis=1)
 
 
 def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks,
@@ -421,8 +443,6 @@ def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks,
     codes, dim = (search.codes, search.code_dim) if multi else (1, search.z_dim)
     z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
     if encoder is not None:
-        from inpaint.encoder import propose
-
         z0[::k, 0] = propose(encoder, images, masks)  # the first restart of each image
     return search.pack(z0) if multi else z0[:, 0]
 

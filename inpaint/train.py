@@ -11,8 +11,7 @@ A run directory holds:
     model/                 the exported inference model (see models.py); its generator is the
                            weight average (train.ema_decay) when the run keeps one
 
-A checkpoint is written into a temporary folder and renamed into place when complete, so the latest
-`ckpt-*` folder is always whole, whatever moment the process dies at.
+Checkpoint folders (written whole, pruned, damaged ones set aside) are inpaint.checkpoints'.
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +30,21 @@ from pathlib import Path
 import numpy as np
 
 from inpaint import __version__
+from inpaint.checkpoints import (
+    CheckpointedTrainer,
+    list_checkpoints,
+    load_optimizer_arrays,
+    optimizer_arrays,
+)
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
 from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
+from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
-from inpaint.images import atomic_dir, atomic_write_bytes, make_grid, to_uint8, write_image
+from inpaint.images import make_grid, to_uint8, write_image
 from inpaint.records import LOCK_NAME, append_jsonl
 
 log = logging.getLogger(__name__)
 
-CKPT_RE = re.compile(r"^ckpt-(\d{7,})$")
 N_SAMPLES = 64  # the 8x8 sample grid
 
 
@@ -157,77 +160,6 @@ def _batchnorm_layers(*models) -> list:
 
 
 # ----------------------------------------------------------------------------- the GAN
-
-
-class CheckpointedTrainer:
-    """What the trainers here share about their checkpoints: `ckpt_root/ckpt-<step>` folders
-    written whole, the newest `keep` kept, restored newest first with damaged ones skipped and
-    set aside. A subclass has `step` and `damaged` (a set) and defines load_checkpoint(path)."""
-
-    step: int
-    damaged: set[str]
-
-    def _save_checkpoint(self, ckpt_root: Path, keep: int, write, info: dict) -> Path:
-        """Write `ckpt_root/ckpt-<step>` (images.atomic_dir: a `.tmp-ckpt-*` folder, its files
-        synced, then renamed): `write(folder)` adds the files, state.json the step and `info`;
-        keep the newest `keep`. Returns its path."""
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        self._set_aside_damaged(ckpt_root)
-        final = ckpt_root / f"ckpt-{self.step:07d}"
-        if final.exists():
-            return final
-        with atomic_dir(final, prefix=".tmp-ckpt-", fsync=True) as tmp:
-            write(tmp)
-            (tmp / "state.json").write_text(json.dumps({
-                "step": self.step, **info, "time": time.time(), "inpaint_version": __version__}))
-        prune_checkpoints(ckpt_root, keep)
-        return final
-
-    def _set_aside_damaged(self, ckpt_root: Path) -> None:
-        """Rename the checkpoints restore_latest could not load to `damaged-ckpt-NNNNNNN`, kept
-        for inspection: otherwise they would take the places of the good checkpoints written
-        since (pruning keeps the highest steps) and a checkpoint of their step would never be
-        written again."""
-        for name in sorted(self.damaged):
-            if (ckpt_root / name).is_dir():
-                aside, n = ckpt_root / f"damaged-{name}", 1
-                while aside.exists():
-                    n += 1
-                    aside = ckpt_root / f"damaged-{name}-{n}"
-                os.rename(ckpt_root / name, aside)
-                log.warning("checkpoint %s could not be loaded; kept as %s", name, aside)
-        self.damaged.clear()
-
-    @staticmethod
-    def remove_stale_temporaries(ckpt_root: Path) -> None:
-        """Delete the temporary folders of checkpoints a killed process was writing or
-        deleting (`.tmp-*`); only the process that writes checkpoints may call it."""
-        if ckpt_root.is_dir():
-            for p in ckpt_root.glob(".tmp-*"):
-                shutil.rmtree(p, ignore_errors=True)
-
-    def restore_latest(self, ckpt_root: Path) -> Path | None:
-        """Load the newest loadable checkpoint; a damaged one is skipped with a warning (and set
-        aside by the next save_checkpoint). Returns its path, or None when there is no checkpoint
-        (a fresh run). RunDirError when there are checkpoints and none of them loads: starting
-        over would silently replace the run's history."""
-        found = list_checkpoints(ckpt_root)
-        first_reason = None
-        for path in reversed(found):
-            try:
-                self.load_checkpoint(path)
-                return path
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile, RunDirError) as exc:
-                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, exc)
-                self.damaged.add(path.name)
-                first_reason = first_reason or f"{path.name}: {exc}"
-        if found:
-            raise RunDirError(
-                f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded (newest: "
-                f"{first_reason}), so the run cannot resume. To start it over from step 0, move "
-                f"{ckpt_root} and metrics.jsonl out of the run directory; or train into a new "
-                "--out")
-        return None
 
 
 class GANTrainer(CheckpointedTrainer):
@@ -449,42 +381,6 @@ class GANTrainer(CheckpointedTrainer):
             for tag, opt in (("g_opt", self.g_opt), ("d_opt", self.d_opt)):
                 load_optimizer_arrays(state, tag, opt, path)
         self.step = int(json.loads((path / "state.json").read_text())["step"])
-
-def optimizer_arrays(tag: str, opt) -> dict[str, np.ndarray]:
-    """An optimizer's variables as `{tag}_NNNN` arrays, for a checkpoint's state.npz."""
-    return {f"{tag}_{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(opt.variables)}
-
-
-def load_optimizer_arrays(state, tag: str, opt, path: Path) -> None:
-    """Assign what optimizer_arrays saved (`state`: the open state.npz) back to `opt`;
-    RunDirError when the count does not match (a checkpoint of another model)."""
-    keys = sorted(k for k in state.files if k.startswith(tag + "_"))
-    if len(keys) != len(opt.variables):
-        raise RunDirError(f"{path}: optimizer state does not match the model")
-    for v, k in zip(opt.variables, keys):
-        v.assign(state[k])
-
-
-def prune_checkpoints(ckpt_root: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints. Each is renamed first, so a crash halfway
-    through the deletion leaves no half checkpoint under a checkpoint's name
-    (CheckpointedTrainer.remove_stale_temporaries clears it on the next start)."""
-    for old in list_checkpoints(ckpt_root)[:-keep]:
-        doomed = ckpt_root / f".tmp-old-{old.name}"
-        try:
-            os.rename(old, doomed)
-        except OSError:
-            continue
-        shutil.rmtree(doomed, ignore_errors=True)
-
-
-def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Complete checkpoint folders, oldest first."""
-    if not ckpt_root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in ckpt_root.iterdir()
-             if (m := CKPT_RE.match(p.name)) and (p / "state.json").is_file()]
-    return [p for _, p in sorted(found)]
 
 
 # ----------------------------------------------------------------------------- the loop

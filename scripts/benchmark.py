@@ -107,9 +107,9 @@ def bench_complete(repeats: int = 5) -> list[dict]:
     """One z-search step (forward and backward through G and D, only z updated) at batch 64."""
     import tensorflow as tf
 
-    from inpaint.config import Config
+    from inpaint.config import Config, SearchOptions
     from inpaint.models import build_discriminator, build_generator
-    from inpaint.search import LatentSearch, SearchOptions
+    from inpaint.search import LatentSearch
 
     rows = []
     cfg = Config()
@@ -142,9 +142,9 @@ def bench_search_parts(repeats: int = 5) -> list[dict]:
     to its input, and the whole step (those plus the loss, Adam and clipping), at batch 64."""
     import tensorflow as tf
 
-    from inpaint.config import Config
+    from inpaint.config import Config, SearchOptions
     from inpaint.models import build_discriminator, build_generator
-    from inpaint.search import LatentSearch, SearchOptions
+    from inpaint.search import LatentSearch
 
     cfg, b = Config(), 64
     gen, disc = build_generator(cfg.model), build_discriminator(cfg.model)
@@ -234,11 +234,12 @@ def bench_shift(model_path: Path, images: Path, limit: int, iters: int, max_shif
     the shifted faces."""
     import tensorflow as tf
 
+    from inpaint.config import SearchOptions
     from inpaint.evaluate import psnr
     from inpaint.masks import build_mask, image_seed
     from inpaint.models import load_model
     from inpaint.ops import translate
-    from inpaint.search import SearchOptions, complete
+    from inpaint.search import complete
 
     model = load_model(model_path)
     faces, stems = load_faces(images, limit)

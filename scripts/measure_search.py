@@ -49,10 +49,10 @@ def main() -> None:
     if args.curve:
         return curves(args)
 
+    from inpaint.config import SearchOptions
     from inpaint.evaluate import evaluate_mask
     from inpaint.images import find_images, read_faces
     from inpaint.models import load_model
-    from inpaint.search import SearchOptions
 
     model = load_model(args.model)
     paths = find_images(args.faces)[:args.limit]
@@ -80,10 +80,10 @@ def main() -> None:
 
 
 def curves(args) -> None:
+    from inpaint.config import SearchOptions
     from inpaint.evaluate import quality_curve
     from inpaint.images import find_images, read_faces
     from inpaint.models import load_model
-    from inpaint.search import SearchOptions
 
     model = load_model(args.model)
     faces, stems, _ = read_faces(find_images(args.faces)[:args.limit],

@@ -24,11 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+from inpaint.checkpoints import CKPT_RE, list_checkpoints  # noqa: E402
 from inpaint.config import SearchOptions  # noqa: E402
 from inpaint.evaluate import evaluate_mask  # noqa: E402
 from inpaint.images import find_images, read_faces  # noqa: E402
 from inpaint.models import PRETRAINED_DIR, LoadedModel, export_model  # noqa: E402
-from inpaint.train import CKPT_RE, GANTrainer, list_checkpoints, stored_config  # noqa: E402
+from inpaint.train import GANTrainer, stored_config  # noqa: E402
 
 
 def ckpt_step(path: Path) -> int:

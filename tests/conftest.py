@@ -205,7 +205,8 @@ def run_to_end(*args, cwd: Path | None = None) -> tuple[int, str, str]:
 def tiny_encoder_run(tiny_run, tmp_path_factory):
     """An encoder trained a few steps for the tiny model: its run directory (model/ holds the
     tiny model with encoder.keras)."""
-    from inpaint.encoder import EncoderConfig, train_encoder
+    from inpaint.config import EncoderConfig
+    from inpaint.encoder import train_encoder
     from inpaint.models import load_model
 
     base = tmp_path_factory.mktemp("tiny_encoder")

@@ -11,10 +11,16 @@ import inpaint
 from .conftest import ROOT
 
 
-def test_exports_are_loaded_on_use_and_complete_stays_the_function(tiny_run):
-    from inpaint.complete import SearchOptions  # the submodule of the same name
+def test_exports_are_loaded_on_use_and_complete_and_fill_stay_the_functions(tiny_run):
+    import importlib
 
-    assert callable(inpaint.complete) and inpaint.SearchOptions is SearchOptions
+    from inpaint.config import SearchOptions
+
+    batch = importlib.import_module("inpaint.batch")  # complete's file layer: its own name
+    importlib.import_module("inpaint.fill")  # the submodule of the same name as the function
+    assert callable(inpaint.complete) and callable(inpaint.fill)
+    assert inpaint.complete_files is batch.complete_files
+    assert inpaint.SearchOptions is SearchOptions
     assert set(inpaint.__all__) <= set(dir(inpaint))
     model = inpaint.load_model(tiny_run)
     faces = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)

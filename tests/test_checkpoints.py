@@ -8,8 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from inpaint.checkpoints import list_checkpoints
 from inpaint.cli import cli
-from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
+from inpaint.train import GANTrainer, prepare_run_dir, train
 
 from .conftest import snapshot, tiny_config, write_faces
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inpaint.complete import complete_files
+from inpaint.batch import complete_files
 from inpaint.config import SearchOptions
 from inpaint.masks import MaskSpec, build_mask
 from inpaint.records import output_stems
@@ -90,7 +90,7 @@ def test_sheet_magnifies_faces_and_labels_columns_and_files(model, tmp_path, ble
 
 
 def test_sheet_scale_can_be_chosen_and_shrinks_for_many_images():
-    from inpaint.complete import SHEET_MAX_PIXELS, sheet_scale_for
+    from inpaint.batch import SHEET_MAX_PIXELS, sheet_scale_for
 
     assert sheet_scale_for(64, 12, 5) == 3 and sheet_scale_for(16, 2, 5) == 12
     assert sheet_scale_for(64, 400, 5) < 3  # 400 rows at 192 px would be 94 Mpx

@@ -63,7 +63,9 @@ def test_masks_with_nothing_known_or_nothing_to_fill_are_warned_about(tiny_run, 
     import numpy as np
     from PIL import Image
 
-    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.batch import complete_files
+    from inpaint.config import SearchOptions
+    from inpaint.masks import MaskSpec
     from inpaint.models import load_model
 
     src = write_faces(tmp_path / "in", n=2, size=(16, 16))

@@ -72,3 +72,22 @@ def test_dump_round_trip(tmp_path):
     assert load_config(path) == cfg
     assert diff_configs(Config(), cfg) == [("data.crop", "center", "none"),
                                            ("train.epochs", 25, 7)]
+
+
+def test_a_run_starts_from_the_file_else_its_stored_config_else_its_models(tmp_path):
+    from inpaint.config import run_config, save_config
+
+    def with_seed(folder, seed, name="config.toml"):
+        folder.mkdir(exist_ok=True)
+        save_config(apply_overrides(Config(), [f"train.seed={seed}"]), folder / name)
+        return folder / name
+
+    given, run, model = with_seed(tmp_path, 3, "c.toml"), tmp_path / "run", tmp_path / "model"
+    with_seed(run, 1)
+    with_seed(model, 2)
+    assert run_config(given, run, model).train.seed == 3
+    assert run_config(None, run, model).train.seed == 1  # a resumed run keeps its config
+    assert run_config(None, tmp_path / "new", model).train.seed == 2
+    assert run_config(None, tmp_path / "new").train.seed == Config().train.seed == 0
+    with pytest.raises(ConfigError, match="cannot read config"):  # a model without one
+        run_config(None, tmp_path / "new", tmp_path / "nothing")

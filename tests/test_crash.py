@@ -53,8 +53,9 @@ def test_training_killed_at_random_points_resumes_from_its_last_whole_checkpoint
     """Five SIGKILLs at random steps: every checkpoint left is whole and loads, the next run
     starts from the newest, at most `checkpoint_every` steps are lost each time, and the weights
     at the end are those of a run never killed."""
+    from inpaint.checkpoints import list_checkpoints
     from inpaint.config import apply_overrides
-    from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
+    from inpaint.train import GANTrainer, prepare_run_dir, train
 
     every, epochs = 3, 15  # 16 images in batches of 4: 60 steps, a checkpoint every 3
     data = write_faces(tmp_path / "faces", n=16)
@@ -114,7 +115,8 @@ def test_training_killed_at_random_points_resumes_from_its_last_whole_checkpoint
 def test_leftovers_of_a_killed_checkpoint_write_are_ignored_and_cleared(tmp_path, tiny_cfg):
     """What a kill can leave (a half-written or half-deleted folder) is never taken for a
     checkpoint and is cleared when the run starts again."""
-    from inpaint.train import GANTrainer, list_checkpoints
+    from inpaint.checkpoints import list_checkpoints
+    from inpaint.train import GANTrainer
 
     trainer = GANTrainer(tiny_cfg)
     root = tmp_path / "checkpoints"

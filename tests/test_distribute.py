@@ -234,7 +234,7 @@ def test_a_lost_worker_stops_the_other_and_a_restart_resumes(tmp_path):
     (code, _, err), _ = finish_all(procs)
     assert code == 1 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("Error: lost contact with another worker")
-    from inpaint.train import list_checkpoints
+    from inpaint.checkpoints import list_checkpoints
 
     last = int(list_checkpoints(tmp_path / "run" / "checkpoints")[-1].name[5:])
     assert last >= 5
@@ -320,8 +320,10 @@ def test_shards_cover_every_input_exactly_once_whatever_the_order():
 
 
 def test_sharded_completion_merges_into_one_directory(tiny_run, tmp_path):
-    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.batch import complete_files
+    from inpaint.config import SearchOptions
     from inpaint.images import expand_inputs
+    from inpaint.masks import MaskSpec
     from inpaint.models import load_model
 
     src = write_faces(tmp_path / "in", n=6, size=(16, 16))

@@ -1,5 +1,5 @@
-"""The encoder that proposes z (inpaint.encoder): network, masks, training, resume, export, and
-its use as the search's starting point."""
+"""The encoder that proposes z (its network inpaint.models', its training inpaint.encoder's):
+network, masks, training, resume, export, and its use as the search's starting point."""
 
 import json
 import shutil
@@ -7,16 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from inpaint.encoder import (
-    TRAINING_MASK_KINDS,
-    EncoderConfig,
-    EncoderTrainer,
-    build_encoder,
-    propose,
-    training_masks,
-)
+from inpaint.config import EncoderConfig
+from inpaint.encoder import TRAINING_MASK_KINDS, EncoderTrainer, training_masks
 from inpaint.errors import ConfigError, InpaintError, ModelError, RunDirError
 from inpaint.masks import build_mask
+from inpaint.models import build_encoder, propose
 
 
 def faces(n=3, size=16, seed=0):
@@ -139,8 +134,9 @@ def test_a_resumed_encoder_run_with_other_settings_is_refused(tiny_encoder_run, 
 
 
 def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
+    from inpaint.config import SearchOptions
     from inpaint.models import load_model
-    from inpaint.search import Completer, SearchOptions
+    from inpaint.search import Completer
 
     model = load_model(tiny_encoder_run / "model")
     images, masks = faces(3), np.stack([build_mask("left", 16)] * 3)
@@ -162,8 +158,9 @@ def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
 
 def test_init_encoder_without_an_encoder_or_with_lowres_masks_is_refused(tiny_model,
                                                                           tiny_encoder_run):
+    from inpaint.config import SearchOptions
     from inpaint.models import load_model
-    from inpaint.search import Completer, SearchOptions
+    from inpaint.search import Completer
 
     with pytest.raises(InpaintError, match="has none"):
         Completer(tiny_model, SearchOptions(init="encoder"))

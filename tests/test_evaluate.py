@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from inpaint.cli import cli
-from inpaint.complete import SearchOptions
+from inpaint.config import SearchOptions
 from inpaint.evaluate import (
     QUANTISATION_ENERGY,
     detail_ratio,

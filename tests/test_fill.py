@@ -9,11 +9,10 @@ import pytest
 from PIL import Image
 
 from inpaint.align import MEAN_FACE_68, AlignSettings, FaceAligner, solve_affine, warp_face
-from inpaint.cli import FILL_REGIONS
-from inpaint.complete import SearchOptions
+from inpaint.cli import cli
+from inpaint.config import SearchOptions
 from inpaint.errors import MaskError, NoFaceFound
 from inpaint.fill import (
-    REGIONS,
     blend_into_photo,
     box_hole,
     convex_hull,
@@ -24,6 +23,7 @@ from inpaint.fill import (
     square_in_photo,
     warp_to_photo,
 )
+from inpaint.masks import FACE_REGIONS
 
 from .conftest import ASTRONAUT, run_cli, run_without_tensorflow
 
@@ -36,7 +36,8 @@ def synthetic_landmarks(width: float = 200.0, x0: float = 50.0, y0: float = 40.0
 
 
 def test_cli_region_names_are_the_library_regions():
-    assert set(FILL_REGIONS) == set(REGIONS)
+    region = next(p for p in cli.commands["fill"].params if p.name == "regions")
+    assert list(region.type.choices) == list(FACE_REGIONS) and "mouth" in FACE_REGIONS
 
 
 def test_convex_hull_of_a_square_with_inner_points():
@@ -168,6 +169,18 @@ def test_fill_is_independent_of_the_other_photos(tiny_model, astronaut, aligner1
     a = fill_photo(astronaut, tiny_model, aligner16, regions=["nose"], options=FAST, name="x")
     b = fill_photo(astronaut, tiny_model, aligner16, regions=["nose"], options=FAST, name="x")
     assert (a.image == b.image).all()
+
+
+def test_fill_photo_takes_its_options_from_one_source(tiny_model, astronaut, aligner16):
+    from inpaint.errors import UsageError
+    from inpaint.search import Completer
+
+    search = Completer(tiny_model, FAST)  # set up once, as fill_files does for many photos
+    a = fill_photo(astronaut, tiny_model, aligner16, regions=["nose"], options=FAST, name="x")
+    b = fill_photo(astronaut, search, aligner16, regions=["nose"], name="x")
+    assert (a.image == b.image).all()
+    with pytest.raises(UsageError, match="not to both"):
+        fill_photo(astronaut, search, aligner16, regions=["nose"], options=FAST, name="x")
 
 
 def test_no_face_and_off_face_regions_are_errors(tiny_model, astronaut, aligner16):

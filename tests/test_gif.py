@@ -377,7 +377,9 @@ def test_cli_make_gif_does_not_import_tensorflow(tmp_path):
 
 
 def test_image_frames_are_blended_like_the_blended_output(tmp_path, tiny_run):
-    from inpaint.complete import MaskSpec, SearchOptions, complete_files
+    from inpaint.batch import complete_files
+    from inpaint.config import SearchOptions
+    from inpaint.masks import MaskSpec
     from inpaint.models import load_model
 
     from .conftest import write_faces

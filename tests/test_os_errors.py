@@ -149,7 +149,8 @@ def test_train_on_a_full_disk_stops_with_one_error_and_no_crash(tmp_path, mount)
                                       "--out", run_dir, "--config", TINY, "--epochs", 500, "-q")
     assert code == 1, stderr  # not a signal (a negative code)
     assert "No space left on device" in one_error_line(stderr)
-    from inpaint.train import GANTrainer, list_checkpoints
+    from inpaint.checkpoints import list_checkpoints
+    from inpaint.train import GANTrainer
 
     from .conftest import tiny_config
 

@@ -24,9 +24,9 @@ def test_shipped_model_loads_verified_and_small():
 def test_the_shipped_encoder_proposes_a_face_close_to_the_known_pixels():
     """The encoder's G(E(x)) fits the known pixels of the demo faces far closer than G of
     random z does (what it was trained for), so a short search starting there suffices."""
-    from inpaint.encoder import propose
     from inpaint.images import to_float
     from inpaint.masks import build_mask
+    from inpaint.models import propose
 
     model = load_model(PRETRAINED_DIR)
     faces = np.stack([read_image(p) for p in find_images(ROOT / "data" / "samples")])

@@ -169,7 +169,8 @@ def test_a_second_training_into_a_running_one_is_refused_and_harms_nothing(tmp_p
     finally:
         if first.proc.poll() is None:
             first.kill()
-    from inpaint.train import GANTrainer, list_checkpoints
+    from inpaint.checkpoints import list_checkpoints
+    from inpaint.train import GANTrainer
 
     from .conftest import tiny_config
 

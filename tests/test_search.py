@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from inpaint.config import SearchOptions
 from inpaint.masks import build_mask
-from inpaint.search import LatentSearch, SearchOptions, complete
+from inpaint.search import Completer, LatentSearch, MultiCodeSearch, complete
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_restarts_choose_the_lowest_loss(model):
     from inpaint.search import initial_z
 
     z0 = initial_z(2, 3, 8, seed=4)
-    search = LatentSearch(model.generator, model.discriminator, SearchOptions(iters=5))
+    search = Completer((model.generator, model.discriminator), SearchOptions(iters=5)).search
     from inpaint.images import to_float
     from inpaint.masks import context_weights
 
@@ -82,6 +83,30 @@ def test_restarts_choose_the_lowest_loss(model):
     final = hist["total"][-1].reshape(2, 3)
     np.testing.assert_allclose(r.losses["total"][-1], final.min(axis=1), rtol=1e-5)
     assert (final.argmin(axis=1) != 0).any()  # the winner is not simply the first start
+
+
+def test_the_door_decides_the_options_once_and_the_parts_behind_it_decide_nothing(model):
+    from inpaint.config import DEFAULT_ITERS
+
+    run = Completer(model, SearchOptions())
+    assert run.options.iters == DEFAULT_ITERS["random"] and run.search.opts is run.options
+    assert not run.from_encoder and run.image_size == 16
+    with pytest.raises(ValueError, match="finished options"):  # iters undecided
+        LatentSearch(model.generator, model.discriminator, SearchOptions())
+    with pytest.raises(TypeError, match="LoadedModel or"):
+        Completer("a model directory", SearchOptions())
+
+
+def test_complete_is_the_door_for_one_batch_of_a_model_or_its_networks(model):
+    images = faces(2)
+    masks = np.stack([build_mask("center", 16), build_mask("left", 16)])
+    opts = SearchOptions(iters=3, restarts=2, seed=5, precision="float32")
+    one = complete(model.generator, model.discriminator, images, masks, options=opts)
+    for door in (Completer(model, opts), Completer((model.generator, model.discriminator), opts)):
+        again = door(images, masks)
+        np.testing.assert_array_equal(again.z, one.z)
+        np.testing.assert_array_equal(again.blended, one.blended)
+        np.testing.assert_array_equal(again.losses["total"], one.losses["total"])
 
 
 def test_results_do_not_depend_on_the_batch(model):
@@ -114,9 +139,9 @@ def test_complete_computes_in_the_precision_of_its_options(model):
     assert not np.array_equal(r32.generated, r16.generated)
     np.testing.assert_allclose(r16.generated, r32.generated, atol=0.1)
     assert r16.generated.dtype == np.float32
-    # the search casts copies; the caller's networks stay as they were
-    search = LatentSearch(model.generator, model.discriminator,
-                          SearchOptions(precision="bfloat16"))
+    # the door casts copies; the caller's networks stay as they were
+    search = Completer((model.generator, model.discriminator),
+                       SearchOptions(precision="bfloat16")).search
     assert network_policy(search.generator) == "mixed_bfloat16"
     assert network_policy(search.discriminator) == "mixed_bfloat16"
     assert network_policy(model.generator) == "float32"
@@ -127,10 +152,10 @@ def test_networks_already_in_the_precision_are_used_as_they_are(model):
 
     g16, d16 = model.networks("bfloat16")
     assert model.networks("bfloat16")[0] is g16  # cast once per model
-    search = LatentSearch(g16, d16, SearchOptions(precision="bfloat16"))
+    search = Completer((g16, d16), SearchOptions(precision="bfloat16")).search
     assert search.generator is g16 and search.discriminator is d16
     # float32 options with bfloat16 networks: the search computes in float32
-    back = LatentSearch(g16, d16, SearchOptions(precision="float32"))
+    back = Completer((g16, d16), SearchOptions(precision="float32")).search
     assert network_policy(back.generator) == "float32"
     for a, b in zip(g16.get_weights(), back.generator.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -183,14 +208,12 @@ def test_auto_precision_searches_in_what_the_hardware_computes_natively(model, m
 
     for native, policy in ((True, "mixed_bfloat16"), (False, "float32")):
         monkeypatch.setattr(hardware, "native_bfloat16", lambda n=native: (n, "pretend"))
-        search = LatentSearch(model.generator, model.discriminator, SearchOptions())
+        search = Completer((model.generator, model.discriminator), SearchOptions()).search
         assert SearchOptions().precision == "auto"
         assert network_policy(search.generator) == policy
 
 
 def test_finetune_fits_the_context_closer_keeps_known_pixels_and_leaves_the_model(model):
-    from inpaint.search import Completer
-
     images = faces(3)
     masks = np.stack([build_mask("center", 16)] * 3)
     before = [w.copy() for w in model.generator.get_weights()]
@@ -208,8 +231,6 @@ def test_finetune_fits_the_context_closer_keeps_known_pixels_and_leaves_the_mode
 
 
 def test_finetune_results_do_not_depend_on_the_batch(model):
-    from inpaint.search import Completer
-
     images = faces(3)
     masks = np.stack([build_mask("left", 16)] * 3)
     seeds = [[0, i] for i in range(3)]
@@ -225,10 +246,11 @@ def test_finetune_results_do_not_depend_on_the_batch(model):
 
 
 def test_multi_code_with_one_code_is_the_generator_itself(model):
-    from inpaint.search import MultiCodeSearch, split_generator
+    from inpaint.search import split_generator
 
     opts = SearchOptions(search="multi-code", codes=1, code_stage=1, precision="float32")
-    search = MultiCodeSearch(model.generator, model.discriminator, opts)
+    search = Completer(model, opts).search
+    assert isinstance(search, MultiCodeSearch)
     z = np.random.default_rng(1).uniform(-1, 1, (4, 8)).astype(np.float32)
     packed = search.pack(z[:, None])
     assert packed.shape == (4, search.z_dim) and search.z_dim == 8 + search.channels
@@ -241,10 +263,9 @@ def test_multi_code_with_one_code_is_the_generator_itself(model):
 
 
 def test_multi_code_mixes_codes_by_channel_weights(model):
-    from inpaint.search import MultiCodeSearch
-
     opts = SearchOptions(search="multi-code", codes=3, code_stage=1, precision="float32")
-    search = MultiCodeSearch(model.generator, model.discriminator, opts)
+    search = Completer(model, opts).search
+    assert isinstance(search, MultiCodeSearch)
     codes = np.random.default_rng(2).uniform(-1, 1, (2, 3, 8)).astype(np.float32)
     packed = search.pack(codes)
     feats = search.head(codes.reshape(-1, 8)).numpy().reshape(2, 3, *search.head.output.shape[1:])
@@ -253,8 +274,6 @@ def test_multi_code_mixes_codes_by_channel_weights(model):
 
 
 def test_multi_code_search_keeps_known_pixels_and_does_not_depend_on_the_batch(model):
-    from inpaint.search import Completer
-
     images = faces(3)
     masks = np.stack([build_mask("center", 16)] * 3)
     seeds = [[0, i] for i in range(3)]

@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from inpaint.checkpoints import list_checkpoints
 from inpaint.config import apply_overrides
 from inpaint.errors import DataError, Interrupted, RunDirError
-from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
+from inpaint.train import GANTrainer, prepare_run_dir, train
 
 from .conftest import tiny_config, write_faces
 

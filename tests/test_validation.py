@@ -106,7 +106,7 @@ def test_the_library_refuses_an_fps_below_the_minimum(tmp_path):
                                          ("momentum", math.nan), ("max_shift", math.nan),
                                          ("seed", -1), ("lam", -1.0)])
 def test_search_options_refuse_non_finite_and_negative_values(field, value):
-    from inpaint.complete import SearchOptions
+    from inpaint.config import SearchOptions
 
     with pytest.raises(InpaintError, match=field):
         SearchOptions(**{field: value}).validate()
@@ -142,8 +142,9 @@ def test_a_model_with_nan_weights_is_refused_on_load(tiny_run, tmp_path):
 
 
 def test_a_search_whose_loss_becomes_nan_stops_with_an_error(tiny_run):
-    from inpaint.complete import SearchOptions, complete
+    from inpaint.config import SearchOptions
     from inpaint.models import load_model
+    from inpaint.search import complete
 
     loaded = load_model(tiny_run)
     weights = loaded.generator.get_weights()
@@ -163,7 +164,8 @@ def test_a_search_whose_loss_becomes_nan_stops_with_an_error(tiny_run):
 
 
 def test_training_that_diverges_stops_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
-    from inpaint.train import GANTrainer, list_checkpoints, prepare_run_dir, train
+    from inpaint.checkpoints import list_checkpoints
+    from inpaint.train import GANTrainer, prepare_run_dir, train
 
     original = GANTrainer.train_step
 

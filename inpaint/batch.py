@@ -1,12 +1,14 @@
-"""The file layer over the latent search (inpaint.search): image files in, completions out.
+"""Completing image files batch by batch (`inpaint complete`): the file layer over the latent
+search (inpaint.search), image files in, an output folder (inpaint.layout) out.
 
 `complete_files()` reads inputs in batches, builds their masks (masks.MaskSpec), runs the search
 and writes every output, the per-iteration log and the run record; `write_sheet()` draws the
-contact sheet. The search itself, `complete()`, and its options are re-exported here.
+contact sheet. The search itself is inpaint.search's, its options inpaint.config's.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -17,10 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from inpaint import layout
 from inpaint import masks as masklib
+from inpaint.config import SearchOptions
 from inpaint.errors import ImageReadError, MaskError, RunDirError
+from inpaint.files import atomic_write_bytes
 from inpaint.images import (
-    atomic_write_bytes,
     contact_sheet,
     crop_resize,
     make_grid,
@@ -29,13 +33,8 @@ from inpaint.images import (
     write_image,
 )
 from inpaint.masks import MaskSpec
-from inpaint.records import JsonlLog, in_shard, output_stems, parse_shard, shard_tag
-from inpaint.search import Completer, CompletionResult, LatentSearch, SearchOptions, complete
-
-# Re-exported: `from inpaint.complete import complete, SearchOptions, ...` keeps working.
-__all__ = ["CompletionResult", "FilesSummary", "LatentSearch", "MaskSpec", "SearchOptions",
-           "check_settings", "complete", "complete_files", "completion_settings", "in_shard",
-           "masked_view", "output_stems", "parse_shard", "sheet_scale_for", "write_sheet"]
+from inpaint.records import JsonlLog, in_shard, output_stems
+from inpaint.search import Completer, CompletionResult
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +98,13 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     first prefix their progress/ and hats/ grids with `shardI_`, each writes its own
     log.shard-I-of-N.jsonl and run.shard-I-of-N.json, and sheet.png shows every image completed
     in `out_dir` when the shard finished."""
-    opts = options.validate()
     size = model.config.model.image_size
     out_dir = Path(out_dir)
-    # the search set up first: options it refuses (an encoder start the model cannot give, a
-    # code stage it does not have) fail before anything is written
-    run = _BatchRun(out_dir, model, opts, mask, shard, blend_result, out_interval, progress)
+    # the search set up first (search.Completer): options it refuses (an encoder start the model
+    # cannot give, a code stage it does not have) fail before anything is written
+    run = _BatchRun(out_dir, model, options, mask, shard, blend_result, out_interval, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = completion_settings(opts, mask, model, blend_result)
+    settings = completion_settings(options, mask, model, blend_result)
     check_settings(out_dir, settings, overwrite)
     _write_run_record(out_dir, shard, {"settings": settings, "finished": False})
     stems = output_stems(inputs)
@@ -120,14 +118,14 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     for bi, batch in enumerate(batches):
         images, batch_masks, names = _read_batch(batch, mask, size, summary, bar)
         if names:
-            result = run.search(bi, len(batches), images, batch_masks, names)
+            result = run.complete_batch(bi, len(batches), images, batch_masks, names)
             _write_outputs(out_dir, names, images, batch_masks, result, mask.lowres, summary)
             bar.update(len(names))
     bar.close()
     _warn_resized(summary, len(pending), size)
     write_sheet(out_dir, list(zip(inputs, stems)), mask, size, sheet_scale)
     summary.seconds = time.time() - t0
-    record = {"options": asdict(opts), "mask": mask.describe(), "batch_size": batch_size,
+    record = {"options": asdict(options), "mask": mask.describe(), "batch_size": batch_size,
               "blend": blend_result, "out_interval": out_interval, "model": model.identity,
               "inputs": len(inputs), "completed": len(summary.completed),
               "skipped": len(summary.skipped),
@@ -141,7 +139,7 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
 
 def _write_run_record(out_dir: Path, shard: tuple[int, int] | None, record: dict) -> None:
     """run.json (run.shard-I-of-N.json for a shard), replaced whole."""
-    atomic_write_bytes(out_dir / f"run{shard_tag(shard)}.json",
+    atomic_write_bytes(layout.run_record(out_dir, shard),
                        json.dumps(record, indent=2).encode())
 
 
@@ -153,7 +151,7 @@ def _pending(inputs: Sequence[Path], stems: list[str], out_dir: Path,
     for path, stem, mine in zip(inputs, stems, in_shard(stems, shard)):
         if not mine:
             summary.other_shards += 1
-        elif (out_dir / "completed" / f"{stem}.png").exists() and not overwrite:
+        elif layout.image_output(out_dir, layout.COMPLETED, stem).exists() and not overwrite:
             summary.skipped.append(str(path))
         else:
             pending.append((Path(path), stem))
@@ -193,11 +191,11 @@ class _BatchRun:
         self.completer = Completer(model, opts, lowres=mask.lowres)
         # Shards share out_dir: files every shard would write get the shard's name.
         self.grid_prefix = f"shard{shard[0]}_" if shard and shard[0] > 1 else ""
-        self.log_path = out_dir / f"log{shard_tag(shard)}.jsonl"
+        self.log_path = layout.log_path(out_dir, shard)
         self.blend_frames = blend_result and not mask.lowres
 
-    def search(self, bi: int, n_batches: int, images: np.ndarray, masks: np.ndarray,
-               names: list[tuple[Path, str]]) -> CompletionResult:
+    def complete_batch(self, bi: int, n_batches: int, images: np.ndarray, masks: np.ndarray,
+                       names: list[tuple[Path, str]]) -> CompletionResult:
         """Complete batch number `bi`, writing its log lines and progress images as it goes."""
         opts = self.completer.options  # with the iterations that will run
         prefix = self.grid_prefix + ("" if bi == 0 else f"b{bi:03d}_")
@@ -227,13 +225,14 @@ class _BatchRun:
                         completions: np.ndarray, names: list[tuple[Path, str]]) -> None:
         """progress/ and hats/ grids of the batch at iteration `i`, and each image's frame."""
         out_dir = self.out_dir
-        write_image(out_dir / "progress" / f"{prefix}{i:04d}.png", make_grid(completions, ncols=8))
-        write_image(out_dir / "hats" / f"{prefix}{i:04d}.png",
+        write_image(out_dir / layout.PROGRESS / f"{prefix}{i:04d}.png",
+                    make_grid(completions, ncols=8))
+        write_image(out_dir / layout.HATS / f"{prefix}{i:04d}.png",
                     make_grid(to_uint8(generated), ncols=8))
         for j, (_, stem) in enumerate(names):
-            write_image(out_dir / "frames" / stem / f"{i:04d}.png", completions[j])
+            write_image(out_dir / layout.FRAMES / stem / f"{i:04d}.png", completions[j])
             if self.blend_frames:  # for make-gif --image, which blends the frames
-                write_image(out_dir / "frames" / stem / "generated" / f"{i:04d}.png",
+                write_image(out_dir / layout.FRAMES / stem / layout.GENERATED / f"{i:04d}.png",
                             to_uint8(generated[j]))
 
 
@@ -243,13 +242,14 @@ def _write_outputs(out_dir: Path, names: list[tuple[Path, str]], images: np.ndar
     """Each image's generated/, masked/, masks/, blended/ and, last (it marks the image done),
     completed/ file."""
     for j, (path, stem) in enumerate(names):
-        write_image(out_dir / "generated" / f"{stem}.png", to_uint8(result.generated[j]))
-        write_image(out_dir / "masked" / f"{stem}.png", masked_view(images[j], masks[j], lowres))
-        write_image(out_dir / "masks" / f"{stem}.png",  # reusable: --mask OUT_DIR/masks
+        out = functools.partial(layout.image_output, out_dir, stem=stem)  # out(folder) -> path
+        write_image(out(layout.GENERATED), to_uint8(result.generated[j]))
+        write_image(out(layout.MASKED), masked_view(images[j], masks[j], lowres))
+        write_image(out(layout.MASKS),  # reusable: --mask OUT_DIR/masks
                     np.where(masks[j] > 0.5, 255, 0).astype(np.uint8))
         if result.blended is not None:
-            write_image(out_dir / "blended" / f"{stem}.png", result.blended[j])
-        write_image(out_dir / "completed" / f"{stem}.png", result.completed[j])  # marks done
+            write_image(out(layout.BLENDED), result.blended[j])
+        write_image(out(layout.COMPLETED), result.completed[j])  # marks done
         summary.completed.append(str(path))
 
 
@@ -287,7 +287,7 @@ def check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
     settings they were not made with."""
     if overwrite:
         return
-    for path in sorted(out_dir.glob("run*.json")):
+    for path in sorted(out_dir.glob(layout.RUN_RECORDS)):
         try:
             old = json.loads(path.read_text(encoding="utf-8")).get("settings")
         except (OSError, ValueError, AttributeError):
@@ -307,8 +307,8 @@ def check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
 
 
 # sheet.png's columns: (output sub-folder or None for the input, header).
-SHEET_COLUMNS = (("masked", "masked"), ("generated", "G(z)"), ("completed", "completed"),
-                 ("blended", "blended"), (None, "original"))
+SHEET_COLUMNS = ((layout.MASKED, "masked"), (layout.GENERATED, "G(z)"),
+                 (layout.COMPLETED, "completed"), (layout.BLENDED, "blended"), (None, "original"))
 # With the automatic scale a face on the sheet is at least this wide, so it reads without zooming.
 SHEET_FACE_PX = 192
 # ... unless the sheet would exceed this many pixels (hundreds of images): then less magnified.
@@ -331,7 +331,7 @@ def write_sheet(out_dir: Path, items: Sequence[tuple[Path, str]], mask: MaskSpec
     image, its file name on the left. Faces are magnified `scale` times (None: sheet_scale_for)."""
     rows, names = [], []
     for path, stem in items:
-        if not (out_dir / "completed" / f"{stem}.png").exists():
+        if not layout.image_output(out_dir, layout.COMPLETED, stem).exists():
             continue
         row = {}
         for sub, _ in SHEET_COLUMNS:
@@ -348,6 +348,6 @@ def write_sheet(out_dir: Path, items: Sequence[tuple[Path, str]], mask: MaskSpec
     scale = scale or sheet_scale_for(size, len(rows), len(columns))
     sheet = contact_sheet([[r.get(sub) for sub, _ in columns] for r in rows],
                           [title for _, title in columns], names, scale=scale)
-    path = out_dir / "sheet.png"
+    path = out_dir / layout.SHEET
     write_image(path, sheet)
     return path

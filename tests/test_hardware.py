@@ -32,7 +32,10 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 @pytest.mark.parametrize("gpu, flags, ratio, training, expected", [
     (True, {"avx2"}, 9.0, True, "mixed_bfloat16"),          # a GPU
-    (False, {"avx2", "avx512_bf16"}, 9.0, True, "mixed_bfloat16"),
+    (False, {"avx2", "avx512_bf16"}, 0.6, True, "mixed_bfloat16"),  # EPYC: timed, fast
+    (False, {"avx2", "avx512_bf16"}, 1.5, True, "float32"),   # Xeon without AMX: timed, slow
+    (False, {"avx2", "avx512_bf16"}, 1.5, False, "float32"),
+    (False, {"avx512_bf16", "amx_bf16"}, 9.0, True, "mixed_bfloat16"),  # AMX: not timed
     (False, {"avx2", "amx_bf16"}, 9.0, False, "bfloat16"),
     (False, {"avx2", "fma"}, 0.5, True, "float32"),           # AVX2-only EPYC: emulated
     (False, {"avx2", "fma"}, 0.5, False, "float32"),

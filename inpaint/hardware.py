@@ -91,6 +91,7 @@ def native_bfloat16() -> tuple[bool, str]:
 
 
 _WARNED: set[str] = set()
+_TOLD: set[str] = set()
 
 
 def resolve_precision(requested: str, *, training: bool) -> str:
@@ -101,7 +102,9 @@ def resolve_precision(requested: str, *, training: bool) -> str:
     if requested == "auto":
         native, why = native_bfloat16()
         chosen = bf16 if native else "float32"
-        log.info("precision auto: %s on %s", chosen, why)
+        if chosen not in _TOLD:  # once per process and choice, however many networks ask
+            _TOLD.add(chosen)
+            log.info("precision auto: %s on %s", chosen, why)
         return chosen
     if requested == bf16:
         native, why = native_bfloat16()

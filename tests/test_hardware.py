@@ -14,6 +14,7 @@ def machine(monkeypatch):
     def set_machine(gpu: bool, flags: set[str] | None, ratio: float = 1.0):
         hardware.native_bfloat16.cache_clear()
         hardware._WARNED.clear()
+        hardware._TOLD.clear()
         monkeypatch.setattr(hardware, "_has_gpu", lambda: gpu)
         monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
         monkeypatch.setattr(hardware, "_timed_ratio", lambda: ratio)
@@ -32,7 +33,10 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 @pytest.mark.parametrize("gpu, flags, ratio, training, expected", [
     (True, {"avx2"}, 9.0, True, "mixed_bfloat16"),          # a GPU
-    (False, {"avx2", "avx512_bf16"}, 9.0, True, "mixed_bfloat16"),
+    (False, {"avx2", "avx512_bf16"}, 0.6, True, "mixed_bfloat16"),  # EPYC: timed, fast
+    (False, {"avx2", "avx512_bf16"}, 1.5, True, "float32"),   # Xeon without AMX: timed, slow
+    (False, {"avx2", "avx512_bf16"}, 1.5, False, "float32"),
+    (False, {"avx512_bf16", "amx_bf16"}, 9.0, True, "mixed_bfloat16"),  # AMX: not timed
     (False, {"avx2", "amx_bf16"}, 9.0, False, "bfloat16"),
     (False, {"avx2", "fma"}, 0.5, True, "float32"),           # AVX2-only EPYC: emulated
     (False, {"avx2", "fma"}, 0.5, False, "float32"),
@@ -64,3 +68,13 @@ def test_explicit_bfloat16_on_an_emulating_cpu_warns_once_and_is_kept(machine, c
 def test_this_machine_gives_a_reason():
     native, why = hardware.native_bfloat16()
     assert isinstance(native, bool) and why
+
+
+def test_auto_says_its_choice_once_per_process(machine, caplog):
+    machine(False, {"avx2"})
+    with caplog.at_level(logging.INFO, logger="inpaint.hardware"):
+        for _ in range(4):
+            assert hardware.resolve_precision("auto", training=False) == "float32"
+            assert hardware.resolve_precision("auto", training=True) == "float32"
+    told = [r for r in caplog.records if "precision auto" in r.getMessage()]
+    assert len(told) == 1 and "float32" in told[0].getMessage()

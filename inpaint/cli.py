@@ -27,6 +27,7 @@ from inpaint.config import (
     apply_overrides,
     run_config,
 )
+from inpaint.detail import DEFAULT_DETAIL, DETAIL_MODES
 from inpaint.errors import AlignError, ConfigError, InpaintError, Interrupted, ModelError
 from inpaint.files import check_writable
 from inpaint.images import expand_inputs, read_faces, require_inputs
@@ -428,11 +429,15 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
               help="Fill this rectangle, in photo pixels.")
 @click.option("--faces", default="largest", show_default=True,
               type=click.Choice(["largest", "all"]), help="Fill the largest face, or every face.")
+@click.option("--detail", default=DEFAULT_DETAIL, show_default=True,
+              type=click.Choice(list(DETAIL_MODES)),
+              help="context: restore the photo's own fine detail (skin, hair) in the filled "
+                   "region; none: the 64-pixel model's fill, upsampled.")
 @detector_options()
 @model_option()
 @search_options()
 @quiet_option()
-def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, upsample,
+def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, detector, upsample,
              min_score, model, quiet, **search):
     """Fill part of the face(s) in whole photos and write the photos back, same size.
 
@@ -466,7 +471,7 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detector, up
     try:
         summary = fill_files(inputs, out_dir, loaded, regions=regions, grow=grow,
                              mask=mask_path, box=box, faces=faces, align_settings=settings,
-                             options=opts, progress=not quiet)
+                             options=opts, progress=not quiet, detail=detail)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the photos filled so far are in {out_dir}") from None
     click.echo(f"filled {len(summary.filled)}, failed {len(summary.failed)} in "

@@ -38,6 +38,7 @@ from inpaint.align import (
     warp_face,
 )
 from inpaint.blend import poisson_blend
+from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.files import atomic_path
 from inpaint.images import read_image, to_uint8, write_image
@@ -245,7 +246,7 @@ def _pick(kept, policy: str):
 
 def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = (),
                grow: float | None = None, hole: np.ndarray | None = None, faces: str = "largest",
-               options=None, name: str = "photo") -> FillResult:
+               options=None, name: str = "photo", detail: str = DEFAULT_DETAIL) -> FillResult:
     """Fill `photo` `(H, W, 3)` uint8 where asked: the landmark `regions` of each chosen face,
     and/or `hole` `(H, W)` bool (True = fill) in photo pixels.
 
@@ -253,7 +254,8 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     search.Completer set up once for many photos, which holds its own options (then `options`
     must be None); `aligner`: an align.FaceAligner whose size is the model's; `faces`: "largest"
     or "all"; `name` seeds each face's search (so a photo's result does not depend on what else
-    is in the batch) and names it in errors.
+    is in the batch) and names it in errors; `detail`: "context" adds the photo's own high
+    frequencies to each filled region (detail.restore_detail), "none" leaves the upsampled fill.
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
     from inpaint.search import Completer  # TensorFlow: imported when used
 
@@ -262,17 +264,19 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
         raise UsageError("fill_photo: give the options to the Completer, not to both")
     completer = model if isinstance(model, Completer) else Completer(model, options)
     _check_request(photo, completer, aligner, regions, hole, name)
+    check_detail(detail)
     t0 = time.perf_counter()
     kept, _ = aligner.detect(photo)
     if not kept:
         raise NoFaceFound(f"{name}: no face found")
     chosen = _pick(kept, faces)
-    seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0}
+    seconds = {"detect": time.perf_counter() - t0, "search": 0.0, "blend": 0.0, "detail": 0.0}
     result = FillResult(photo.copy(), np.zeros(photo.shape[:2], bool), seconds=seconds)
     covered = np.zeros(photo.shape[:2], bool)
     for k, det in enumerate(chosen):
         face = _fill_face(photo, det, result, covered, aligner, completer,
-                          regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}")
+                          regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}",
+                          detail=detail)
         if face is not None:
             result.faces.append(face)
     if hole is not None:
@@ -301,7 +305,8 @@ def _check_request(photo, completer, aligner, regions, hole, name: str) -> None:
 
 
 def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, completer, *,
-               regions, grow, hole, seed_name: str) -> FaceFill | None:
+               regions, grow, hole, seed_name: str, detail: str = DEFAULT_DETAIL
+               ) -> FaceFill | None:
     """Fill the part of the request inside one face's aligned square into `result.image`
     (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
     shape, size, seconds = photo.shape[:2], aligner.settings.size, result.seconds
@@ -320,8 +325,8 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
         return None
     t2 = time.perf_counter()
     known = _known_in_face(mine, transform, size)
-    out = completer(face[None], known[None], blend_result=False,
-                    seeds=[image_seed(completer.options.seed, seed_name)])
+    seed = image_seed(completer.options.seed, seed_name)
+    out = completer(face[None], known[None], blend_result=False, seeds=[seed])
     seconds["search"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     generated = to_uint8(out.generated[0])
@@ -330,10 +335,33 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
                                     mine, bbox)
     result.hole |= mine
     seconds["blend"] += time.perf_counter() - t3
+    if detail == "context":
+        t4 = time.perf_counter()
+        result.image = add_photo_detail(result.image, mine, transform, square, seed)
+        seconds["detail"] += time.perf_counter() - t4
     before = np.where(known[..., None] > 0.5, face, 128).astype(np.uint8)
     return FaceFill(det.box, det.score, points, transform, int(mine.sum()), before,
                     warp_face(result.image, transform, size), generated,
                     float(out.losses["total"][-1][0]))
+
+
+def add_photo_detail(image: np.ndarray, hole: np.ndarray, transform: np.ndarray,
+                     square: np.ndarray, seed: int) -> np.ndarray:
+    """`image` (H, W, 3) uint8 with the photo's own detail restored in `hole` (detail.py), from
+    a crop around the hole as large again on every side, inside the face's aligned `square`
+    (so the work is bounded by the face, not the photo). Pixels outside the hole are kept."""
+    x0, y0, x1, y1 = _bbox(hole, margin=0)
+    m = max(x1 - x0, y1 - y0)
+    fx0, fy0, fx1, fy1 = _bbox(square | hole, margin=0)
+    bx0, by0 = max(fx0, x0 - m), max(fy0, y0 - m)
+    bx1, by1 = min(fx1, x1 + m), min(fy1, y1 + m)
+    t = np.asarray(transform, np.float64)
+    scale = 1.0 / np.sqrt(abs(np.linalg.det(t[:2, :2])))  # photo pixels per face pixel
+    crop, hole_c = image[by0:by1, bx0:bx1], hole[by0:by1, bx0:bx1]
+    restored = restore_detail(crop, hole_c, scale, seed=seed)
+    out = image.copy()
+    out[by0:by1, bx0:bx1][hole_c] = np.round(restored[hole_c]).astype(np.uint8)
+    return out
 
 
 def _known_in_face(hole: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
@@ -364,14 +392,16 @@ def _default_model():
 
 def fill(image, region: str | Sequence[str] | None = None, mask=None,
          box: tuple[int, int, int, int] | None = None, *, grow: float | None = None,
-         faces: str = "largest", model=None, options=None, aligner=None):
+         faces: str = "largest", model=None, options=None, aligner=None,
+         detail: str = DEFAULT_DETAIL):
     """Fill part of the face(s) in a photo and return the whole photo.
 
     image: a numpy array `(H, W, 3)` uint8 or a PIL image (the result is of the same kind).
     Say where to fill with any of: `region` ("mouth", "nose", ... see masks.FACE_REGIONS, or a list),
     `mask` `(H, W)` array with 1/True = keep and 0/False = fill (as every mask in inpaint), or
     `box` (x, y, w, h) in photo pixels. `model`: a LoadedModel or a model directory (default:
-    the shipped model); `options`: config.SearchOptions.
+    the shipped model); `options`: config.SearchOptions; `detail`: "context" (default) restores
+    the photo's own fine detail in the filled region, "none" keeps the upsampled 64-px fill.
 
         import inpaint
         from PIL import Image
@@ -400,7 +430,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
         hole = b if hole is None else hole | b
     aligner = aligner or FaceAligner(AlignSettings(size=model.config.model.image_size))
     out = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole, faces=faces,
-                     options=options).image
+                     options=options, detail=detail).image
     return Image.fromarray(out) if as_pil else out
 
 
@@ -451,15 +481,18 @@ class FillSummary:
 def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequence[str] = (),
                grow: float | None = None, mask: Path | None = None,
                box: tuple[int, int, int, int] | None = None, faces: str = "largest",
-               align_settings=None, options=None, progress: bool = False) -> FillSummary:
+               align_settings=None, options=None, progress: bool = False,
+               detail: str = DEFAULT_DETAIL) -> FillSummary:
     """Fill each photo and write `out_dir/<stem><suffix>` (the whole photo),
     `out_dir/compare/<stem>.png` and a line of `out_dir/fill.jsonl`. `mask` is a file (used for
     every photo) or a folder of masks matched by stem. A photo that fails (unreadable, no face,
-    region off the faces, mask of the wrong size) is recorded and the others go on."""
+    region off the faces, mask of the wrong size) is recorded and the others go on. `detail`:
+    as fill_photo's."""
     from tqdm import tqdm
 
     from inpaint.search import Completer
 
+    check_detail(detail)
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
     completer = Completer(model, options)  # set up once for every photo
@@ -479,7 +512,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
                 b = box_hole(box, photo.shape[:2])
                 hole = b if hole is None else hole | b
             res = fill_photo(photo, completer, aligner, regions=regions, grow=grow, hole=hole,
-                             faces=faces, name=str(path))
+                             faces=faces, name=str(path), detail=detail)
             out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
             write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))
             record.update(status="filled", output=str(out), size=[photo.shape[1], photo.shape[0]],

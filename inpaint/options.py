@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from inpaint.align import DEFAULT_MIN_SCORE, DETECTORS
+from inpaint.align import DEFAULT_MIN_SCORE, DETECTORS, MIN_SCORE_FLOOR
 from inpaint.config import (
     CONTEXT_WEIGHTINGS,
     DEFAULT_ITERS,
@@ -107,7 +107,8 @@ def detector_options(detector_help: str | None = None):
         click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
                      help="Times the photo is doubled before detection (finds smaller faces, "
                           "slower)."),
-        click.option("--min-score", type=FiniteFloatRange(), default=DEFAULT_MIN_SCORE,
+        click.option("--min-score", type=FiniteFloatRange(min=MIN_SCORE_FLOOR),
+                     default=DEFAULT_MIN_SCORE,
                      help=f"Drop detections scoring below this.  [default: {DEFAULT_MIN_SCORE}]"),
     ])
 

@@ -95,6 +95,12 @@ DETECTORS = ("hog", "cnn")
 # against 1.16 for the real one. 0.3 clears that with a margin and costs 1 of dlib's 43 labelled
 # example faces and 1.2 % of CelebA faces (scripts/measure_align.py, tables in the README).
 DEFAULT_MIN_SCORE = 0.3
+# The lowest min_score taken: HOG scores of real faces lie around 0.3-3; far below 0 the detector
+# returns its every window (1,777 "faces" at -1e9 in a photo of ten), which then hang the fill.
+MIN_SCORE_FLOOR = -1.0
+# Faces kept per photo, largest first: more than the 24 of the largest group photo we have, and
+# enough to stop a photo of a crowd (or a low min_score) from running for minutes unasked.
+MAX_FACES = 100
 
 # Detection runs on a copy shrunk so that, after `upsample` doublings, it has at most this many
 # pixels: a 24-Mpx phone photo needs no upsampling to find its faces, and dlib's pyramid of it
@@ -326,6 +332,9 @@ class AlignSettings:
             raise UsageError(f"size must be at least 8 pixels, not {self.size}")
         if self.upsample < 0:
             raise UsageError("upsample must be >= 0")
+        if not MIN_SCORE_FLOOR <= self.min_score or not np.isfinite(self.min_score):
+            raise UsageError(f"min score must be a number >= {MIN_SCORE_FLOOR}, got "
+                             f"{self.min_score}")
 
     def key(self) -> dict:
         """The settings that shape the outputs (the predictor's location does not)."""
@@ -398,6 +407,10 @@ class FaceAligner:
         dets.sort(key=lambda d: (-d.area, -d.score))
         kept = [d for d in dets if d.score >= s.min_score]
         weak = [d for d in dets if d.score < s.min_score]
+        if len(kept) > MAX_FACES:
+            log.warning("%d faces found; the %d largest are used (align.MAX_FACES)", len(kept),
+                        MAX_FACES)
+            kept = kept[:MAX_FACES]
         return kept, weak
 
     def landmarks(self, image: np.ndarray, box: Sequence[int]) -> np.ndarray:

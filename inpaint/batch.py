@@ -22,7 +22,7 @@ from tqdm import tqdm
 from inpaint import layout
 from inpaint import masks as masklib
 from inpaint.config import SearchOptions
-from inpaint.errors import ImageReadError, MaskError, RunDirError
+from inpaint.errors import ImageReadError, MaskError
 from inpaint.files import atomic_write_bytes
 from inpaint.images import (
     contact_sheet,
@@ -33,7 +33,7 @@ from inpaint.images import (
     write_image,
 )
 from inpaint.masks import MaskSpec
-from inpaint.records import JsonlLog, in_shard, output_stems
+from inpaint.records import JsonlLog, check_settings, in_shard, output_stems
 from inpaint.search import Completer, CompletionResult
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     run = _BatchRun(out_dir, model, options, mask, shard, blend_result, out_interval, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = completion_settings(options, mask, model, blend_result)
-    check_settings(out_dir, settings, overwrite)
+    check_settings(out_dir, settings, overwrite, layout.RUN_RECORDS, "completions")
     _write_run_record(out_dir, shard, {"settings": settings, "finished": False})
     stems = output_stems(inputs)
     summary = FilesSummary()
@@ -268,42 +268,6 @@ def completion_settings(opts: SearchOptions, mask: MaskSpec, model, blend_result
     settings = {"options": asdict(opts), **mask.key(), "blend": blend_result,
                 "model_sha256": model.identity.get("sha256")}
     return json.loads(json.dumps(settings))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "model_sha256":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
-    """RunDirError naming the differences when `out_dir` holds completions made with other
-    settings (the run records run.json / run.shard-*.json say which), unless `overwrite`:
-    skipping their images as "already done" would mix results, and the record would claim
-    settings they were not made with."""
-    if overwrite:
-        return
-    for path in sorted(out_dir.glob(layout.RUN_RECORDS)):
-        try:
-            old = json.loads(path.read_text(encoding="utf-8")).get("settings")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if not isinstance(old, dict) or old == settings:
-            continue
-        before, now = _flatten(old), _flatten(settings)
-        diffs = []
-        for key in sorted(set(before) | set(now)):
-            if before.get(key) == now.get(key):
-                continue
-            diffs.append("another model" if key == "model_sha256" else
-                         f"{key} {before.get(key, '-')} there, {now.get(key, '-')} now")
-        raise RunDirError(f"{out_dir} holds completions made with other settings "
-                          f"({'; '.join(diffs)}); use --overwrite to redo them with these "
-                          "settings, or another --out-dir")
 
 
 # sheet.png's columns: (output sub-folder or None for the input, header).

@@ -433,12 +433,14 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
               type=click.Choice(list(DETAIL_MODES)),
               help="context: restore the photo's own fine detail (skin, hair) in the filled "
                    "region; none: the 64-pixel model's fill, upsampled.")
+@click.option("--overwrite", is_flag=True,
+              help="Fill again photos already filled in OUT_DIR, also with other settings.")
 @detector_options()
 @model_option()
 @search_options()
 @quiet_option()
-def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, detector, upsample,
-             min_score, model, quiet, **search):
+def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, overwrite, detector,
+             upsample, min_score, model, quiet, **search):
     """Fill part of the face(s) in whole photos and write the photos back, same size.
 
     Each face is detected and aligned as `inpaint align` does, the region is completed by the
@@ -471,11 +473,12 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, dete
     try:
         summary = fill_files(inputs, out_dir, loaded, regions=regions, grow=grow,
                              mask=mask_path, box=box, faces=faces, align_settings=settings,
-                             options=opts, progress=not quiet, detail=detail)
+                             options=opts, progress=not quiet, detail=detail,
+                             overwrite=overwrite)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the photos filled so far are in {out_dir}") from None
-    click.echo(f"filled {len(summary.filled)}, failed {len(summary.failed)} in "
-               f"{summary.seconds:.1f} s -> {out_dir}")
+    click.echo(f"filled {len(summary.filled)}, already done {len(summary.skipped)}, failed "
+               f"{len(summary.failed)} in {summary.seconds:.1f} s -> {out_dir}")
     _report_failed(summary.failed)
 
 

@@ -167,6 +167,13 @@ INITS = ("auto", "encoder", "random")
 # random z, Adam with Yeh weighting has converged by ~100; from the encoder's proposal the fill is
 # best after a few dozen (later ones fit the context closer and the hole drifts).
 DEFAULT_ITERS = {"random": 150, "encoder": 30}
+# Bounds on what a search may be asked for. 10,000 iterations is 67x the longest default and
+# ~25 minutes for a batch of 64 on 2 cores (0.14 s a step): past it a typo, not a plan. The
+# multi-code search mixes features of 20-30 codes in Gu et al. 2020; at 1000 its per-channel
+# weights no longer fit (loss 116 against 12.6 at 8: a magenta-yellow blob), so at most 64.
+MAX_ITERS = 10_000
+MAX_CODES = 64
+MAX_RESTARTS = 64
 # What the search changes: z only (Yeh et al.); several codes whose generator features are mixed
 # with learned per-channel weights (multi-code GAN prior, Gu et al., CVPR 2020); or z and then,
 # per image, the generator's weights held close to the trained ones (the idea of Pan et al.
@@ -214,16 +221,16 @@ class SearchOptions:
             raise UsageError(f"the perceptual weight lam must be >= 0, got {self.lam}")
         if self.seed < 0:
             raise UsageError(f"seed must be >= 0, got {self.seed}")
-        if self.iters is not None and self.iters < 0:
-            raise UsageError(f"iterations must be >= 0, got {self.iters}")
+        if self.iters is not None and not 0 <= self.iters <= MAX_ITERS:
+            raise UsageError(f"iterations must be in [0, {MAX_ITERS}], got {self.iters}")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.perceptual not in PERCEPTUAL:
             raise UsageError(f"perceptual loss must be one of {PERCEPTUAL}")
         if self.context_weighting not in CONTEXT_WEIGHTINGS:
             raise UsageError("context weighting must be 'yeh' or 'none'")
-        if self.restarts < 1:
-            raise UsageError(f"restarts must be >= 1, got {self.restarts}")
+        if not 1 <= self.restarts <= MAX_RESTARTS:
+            raise UsageError(f"restarts must be in [1, {MAX_RESTARTS}], got {self.restarts}")
         if self.precision not in SEARCH_PRECISIONS:
             raise UsageError("search precision must be auto, float32 or bfloat16")
         if self.max_shift < 0 or self.shift_lr <= 0:
@@ -235,9 +242,9 @@ class SearchOptions:
         if self.search not in SEARCH_KINDS:
             raise UsageError(f"search must be one of {', '.join(SEARCH_KINDS)}, got "
                              f"{self.search!r}")
-        if self.codes < 1 or self.code_stage < 0:
-            raise UsageError(f"codes must be >= 1 and code stage >= 0, got {self.codes} and "
-                             f"{self.code_stage}")
+        if not 1 <= self.codes <= MAX_CODES or self.code_stage < 0:
+            raise UsageError(f"codes must be in [1, {MAX_CODES}] and code stage >= 0, got "
+                             f"{self.codes} and {self.code_stage}")
         if self.finetune_steps < 0 or self.finetune_lr <= 0 or self.finetune_hold < 0:
             raise UsageError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self

@@ -21,10 +21,12 @@ much softer than the photo around it (see README, Limits).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +42,10 @@ from inpaint.align import (
 from inpaint.blend import poisson_blend
 from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
-from inpaint.files import atomic_path
+from inpaint.files import atomic_path, atomic_write_bytes
 from inpaint.images import read_image, to_uint8, write_image
 from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
-from inpaint.records import append_jsonl, output_stems
+from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 # (landmarks 36 and 45), so the hole covers the feature's edge (lip line, lashes) at any face size.
 DEFAULT_GROW_FRACTION = 0.1
 RECORDS_NAME = "fill.jsonl"
+SETTINGS_NAME = "fill.json"  # the settings the fills in an output folder were made with
 COMPARE_HEIGHT = 512  # pixels of the before | after photos in compare/<stem>.png
 COMPARE_FACE_SCALE = 4  # the aligned faces in compare/<stem>.png, magnified
 
@@ -458,11 +461,14 @@ def compare_sheet(before: np.ndarray, result: FillResult) -> np.ndarray:
     return np.concatenate(padded, 0)
 
 
+_SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
 def save_photo(path: Path, image: np.ndarray, like: Path) -> Path:
     """Write `image` atomically in the format of `like` where Pillow writes it losslessly or as
     JPEG (quality 95, no chroma subsampling); other formats become PNG. Returns the path used."""
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(like.suffix.lower())
+    fmt = _SAVE_FORMATS.get(like.suffix.lower())
     if fmt is None:
         path, fmt = path.with_suffix(".png"), "PNG"
     kwargs = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}.get(fmt, {})
@@ -475,19 +481,89 @@ def save_photo(path: Path, image: np.ndarray, like: Path) -> Path:
 class FillSummary:
     filled: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # filled by an earlier run, same settings
     seconds: float = 0.0
+
+
+def output_path(out_dir: Path, stem: str, photo: Path) -> Path:
+    """Where fill_files writes the filled `photo`: its stem, in its own format (save_photo)."""
+    return save_photo_path(out_dir / f"{stem}{photo.suffix}", photo)
+
+
+def save_photo_path(path: Path, like: Path) -> Path:
+    return path if like.suffix.lower() in _SAVE_FORMATS else path.with_suffix(".png")
+
+
+def fill_settings(completer, model, *, regions, grow, mask, box, faces, detail, align_settings
+                  ) -> dict:
+    """Everything that decides a filled photo, as JSON values: the search's finished options,
+    the model (its files' hashes), where to fill, which faces, the aligner, the detail step."""
+    settings = {"options": asdict(completer.options), "regions": sorted(regions), "grow": grow,
+                "mask": str(Path(mask).resolve()) if mask is not None else None,
+                "box": list(box) if box is not None else None, "faces": faces,
+                "detail": detail, "align": asdict(align_settings),
+                "model_sha256": getattr(model, "identity", {}).get("sha256")}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _file_ids(paths) -> set[tuple[int, int]]:
+    ids = set()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def check_outputs_spare_inputs(photos: Sequence[Path], stems: list[str], out_dir: Path) -> None:
+    """UsageError, before anything is written, when an output of this run (the filled photo or
+    its compare/ sheet) is one of the input files, however the paths are spelled or linked:
+    filling `photo.jpg -o .` beside it would replace the original."""
+    inputs = _file_ids(photos)
+    for photo, stem in zip(photos, stems):
+        outs = (output_path(out_dir, stem, photo), out_dir / "compare" / f"{stem}.png")
+        if _file_ids(outs) & inputs:
+            raise UsageError(f"the output for {photo} would replace an input photo "
+                             f"({out_dir}); choose another --out-dir")
+
+
+def _open_out_dir(out_dir: Path, photos, stems, overwrite: bool, settings: dict) -> dict:
+    """Check that the run may write `out_dir` (no output replaces an input; earlier fills there
+    were made with these `settings` unless `overwrite`), record the settings, and return the
+    photos already filled there ({} with `overwrite`)."""
+    check_outputs_spare_inputs(photos, stems, out_dir)
+    check_settings(out_dir, settings, overwrite, SETTINGS_NAME, "fills")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / SETTINGS_NAME, json.dumps({"settings": settings}).encode())
+    return {} if overwrite else _done_before(out_dir)
+
+
+def _done_before(out_dir: Path) -> dict[str, str]:
+    """{input path: output path} of the photos fill.jsonl records as filled whose output is
+    still there."""
+    done = {}
+    for r in read_jsonl(out_dir / RECORDS_NAME):
+        if r.get("status") == "filled" and Path(str(r.get("output", ""))).is_file():
+            done[str(r.get("input"))] = str(r["output"])
+    return done
 
 
 def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequence[str] = (),
                grow: float | None = None, mask: Path | None = None,
                box: tuple[int, int, int, int] | None = None, faces: str = "largest",
                align_settings=None, options=None, progress: bool = False,
-               detail: str = DEFAULT_DETAIL) -> FillSummary:
+               detail: str = DEFAULT_DETAIL, overwrite: bool = False) -> FillSummary:
     """Fill each photo and write `out_dir/<stem><suffix>` (the whole photo),
     `out_dir/compare/<stem>.png` and a line of `out_dir/fill.jsonl`. `mask` is a file (used for
     every photo) or a folder of masks matched by stem. A photo that fails (unreadable, no face,
     region off the faces, mask of the wrong size) is recorded and the others go on. `detail`:
-    as fill_photo's."""
+    as fill_photo's.
+
+    No output may replace an input (UsageError before anything is written). A folder filled
+    before with the same settings (fill.json) skips the photos already filled; with other
+    settings it is refused (RunDirError) unless `overwrite`, which fills every photo again."""
     from tqdm import tqdm
 
     from inpaint.search import Completer
@@ -496,11 +572,16 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
     settings = align_settings or AlignSettings(size=model.config.model.image_size)
     aligner = FaceAligner(settings)
     completer = Completer(model, options)  # set up once for every photo
-    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = output_stems(photos)
+    done = _open_out_dir(out_dir, photos, stems, overwrite, fill_settings(
+        completer, model, regions=regions, grow=grow, mask=mask, box=box, faces=faces,
+        detail=detail, align_settings=settings))
     summary = FillSummary()
     t0 = time.perf_counter()
-    stems = output_stems(photos)
     for path, stem in tqdm(list(zip(photos, stems)), disable=not progress, unit="photo"):
+        if str(path) in done:
+            summary.skipped.append(str(path))
+            continue
         record = {"input": str(path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         try:
             photo = read_image(path)

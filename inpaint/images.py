@@ -275,6 +275,9 @@ def _font(px: int):
 def _fit_text(draw, text: str, font, width: int) -> str:
     """`text` shortened with '...' in the middle until it is at most `width` pixels wide."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable file names
+    # control characters (a newline in a file name) shown as escapes: one line of text, always
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
     if draw.textlength(text, font=font) <= width:
         return text
     keep = len(text)

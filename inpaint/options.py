@@ -12,12 +12,15 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from inpaint.align import DEFAULT_MIN_SCORE, DETECTORS
+from inpaint.align import DEFAULT_MIN_SCORE, DETECTORS, MIN_SCORE_FLOOR
 from inpaint.config import (
     CONTEXT_WEIGHTINGS,
     DEFAULT_ITERS,
     DEFAULT_LR,
     INITS,
+    MAX_CODES,
+    MAX_ITERS,
+    MAX_RESTARTS,
     OPTIMIZERS,
     PERCEPTUAL,
     SEARCH_KINDS,
@@ -104,7 +107,8 @@ def detector_options(detector_help: str | None = None):
         click.option("--upsample", default=1, show_default=True, type=click.IntRange(0, 4),
                      help="Times the photo is doubled before detection (finds smaller faces, "
                           "slower)."),
-        click.option("--min-score", type=FiniteFloatRange(), default=DEFAULT_MIN_SCORE,
+        click.option("--min-score", type=FiniteFloatRange(min=MIN_SCORE_FLOOR),
+                     default=DEFAULT_MIN_SCORE,
                      help=f"Drop detections scoring below this.  [default: {DEFAULT_MIN_SCORE}]"),
     ])
 
@@ -127,8 +131,8 @@ def _start_and_kind_options() -> list:
                           "generator's weights a few steps per image, held close to the trained "
                           "ones (slowest, closest fit)."),
         click.option("--codes", default=_SEARCH.codes, show_default=True,
-                     type=click.IntRange(min=1), help="Latent codes per face with --search "
-                                                      "multi-code."),
+                     type=click.IntRange(min=1, max=MAX_CODES),
+                     help="Latent codes per face with --search multi-code."),
         click.option("--finetune-steps", default=_SEARCH.finetune_steps, show_default=True,
                      type=click.IntRange(min=0), help="Steps of --search finetune per image."),
         click.option("--finetune-lr", default=_SEARCH.finetune_lr, show_default=True,
@@ -141,7 +145,7 @@ def search_options(shift: bool = False):
     """The latent-search options every searching command takes (`search_settings` turns them
     into SearchOptions); `shift` adds --optimize-shift and --max-shift."""
     options = [
-        click.option("--iters", default=_SEARCH.iters, type=click.IntRange(min=0),
+        click.option("--iters", default=_SEARCH.iters, type=click.IntRange(min=0, max=MAX_ITERS),
                      help="Search iterations (default: {random} from a random start, {encoder} "
                           "from the encoder's; see docs/search.md).".format(**DEFAULT_ITERS)),
         click.option("--optimizer", default=_SEARCH.optimizer, show_default=True,
@@ -159,7 +163,7 @@ def search_options(shift: bool = False):
                      type=click.Choice(PERCEPTUAL),
                      help="-log D(G(z)), or the paper's log(1 - D(G(z)))."),
         click.option("--restarts", default=_SEARCH.restarts, show_default=True,
-                     type=click.IntRange(min=1),
+                     type=click.IntRange(min=1, max=MAX_RESTARTS),
                      help="Random starting points per face; the lowest final loss wins."),
         click.option("--seed", default=_SEARCH.seed, show_default=True, type=SEED),
         click.option("--precision", default=_SEARCH.precision, show_default=True,

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from inpaint.errors import DirInUse, UsageError
+from inpaint.errors import DirInUse, RunDirError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -264,3 +264,40 @@ def lock_folder(folder: str | Path, command: str, shard: tuple[int, int] | None 
     finally:
         for fd, path, exclusive in reversed(held):
             _release(fd, path, exclusive)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "model_sha256":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_settings(out_dir: Path, settings: dict, overwrite: bool, pattern: str,
+                   what: str) -> None:
+    """RunDirError naming the differences when `out_dir` holds `what` (outputs: "completions",
+    "fills") made with other settings (the run records matching `pattern` say which), unless
+    `overwrite`: skipping their inputs as "already done" would mix results, and the record would
+    claim settings they were not made with."""
+    if overwrite:
+        return
+    for path in sorted(Path(out_dir).glob(pattern)):
+        try:
+            old = json.loads(path.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(old, dict) or old == settings:
+            continue
+        before, now = _flatten(old), _flatten(settings)
+        diffs = []
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) == now.get(key):
+                continue
+            diffs.append("another model" if key == "model_sha256" else
+                         f"{key} {before.get(key, '-')} there, {now.get(key, '-')} now")
+        raise RunDirError(f"{out_dir} holds {what} made with other settings "
+                          f"({'; '.join(diffs)}); use --overwrite to redo them with these "
+                          "settings, or another --out-dir")

@@ -451,3 +451,43 @@ def test_align_command_does_not_import_tensorflow(tmp_path):
             "except SystemExit as e:\n    assert e.code in (0, None), e.code")
     run_without_tensorflow(code)
     assert (tmp_path / "astronaut.png").is_file()
+
+
+def test_min_score_has_a_floor_checked_before_any_work(tmp_path):
+    from inpaint.errors import UsageError
+
+    with pytest.raises(UsageError, match="min score"):
+        align.AlignSettings(min_score=-1e9)
+    with pytest.raises(UsageError, match="min score"):
+        align.AlignSettings(min_score=float("nan"))
+    align.AlignSettings(min_score=align.MIN_SCORE_FLOOR)
+    r = run_cli("fill", ASTRONAUT, "-o", tmp_path / "o", "--region", "mouth", "--faces", "all",
+                "--min-score", "-1e9")
+    assert r.exit_code == 2 and "--min-score" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+class _ManyFaces:
+    """A stand-in for dlib's HOG detector that finds `n` faces of growing size."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def run(self, image, upsample, threshold):
+        import dlib
+
+        rects = [dlib.rectangle(2 * i, 2 * i, 2 * i + 10 + i, 2 * i + 10 + i) for i in range(self.n)]
+        return rects, [1.0] * self.n, [0] * self.n
+
+
+@needs_dlib
+def test_a_photo_keeps_at_most_max_faces_the_largest(monkeypatch, caplog):
+    monkeypatch.setattr(align, "MAX_FACES", 3)
+    aligner = align.FaceAligner(align.AlignSettings(faces="all"))
+    aligner._detector = _ManyFaces(7)
+    with caplog.at_level("WARNING", logger="inpaint.align"):
+        kept, _ = aligner.detect(np.zeros((64, 64, 3), np.uint8))
+    assert len(kept) == 3
+    assert [d.area for d in kept] == sorted((d.area for d in kept), reverse=True)
+    assert kept[0].box == (12, 12, 28, 28)  # the largest of the seven
+    assert "7 faces found; the 3 largest" in caplog.text

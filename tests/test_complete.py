@@ -173,3 +173,13 @@ def test_finetune_search_through_files_is_batch_independent_exact_and_resumable(
     with pytest.raises(RunDirError, match="search"):
         complete_files(inputs, outs[3], model, mask=MaskSpec("center"),
                        options=SearchOptions(iters=3, precision="float32"), progress=False)
+
+
+def test_a_file_name_with_a_newline_completes_and_gets_its_sheet(tiny_run, tmp_path):
+    src = write_faces(tmp_path / "in", n=1, size=(16, 16))
+    (src / "000.png").rename(src / "two\nlines.png")
+    r = run_cli("complete", src, "--outDir", tmp_path / "o", "--model", tiny_run,
+                "--iters", 2, "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "sheet.png").is_file()
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["finished"] is True

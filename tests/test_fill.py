@@ -3,6 +3,7 @@ masks and boxes in photo pixels, EXIF orientation, the Python API and the CLI (w
 on the shipped astronaut photo)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,7 +225,7 @@ def test_cli_fills_photos_keeps_exif_orientation_and_reports_failures(tmp_path, 
     r = run_cli("fill", photos, "-o", tmp_path / "out", "--region", "mouth", "--model",
             tiny_run / "model", "--iters", 3, "-q")
     assert r.exit_code == 1, r.output
-    assert "filled 1, failed 1" in r.output and "empty.png: no face found" in r.output
+    assert "filled 1, already done 0, failed 1" in r.output and "empty.png: no face found" in r.output
     out = np.asarray(Image.open(tmp_path / "out" / "turned.png"))
     assert out.shape == astronaut.shape
     changed = (out != astronaut).any(-1)
@@ -255,3 +256,45 @@ def test_a_fifo_as_mask_is_refused_without_waiting(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(MaskError, match="mask"):
         read_photo_mask(fifo, (30, 40))
+
+
+def _fill_cli(photo, out, tiny_run, *extra):
+    return run_cli("fill", photo, "-o", out, "--model", tiny_run / "model", "--iters", 3, "-q",
+                   *extra)
+
+
+@pytest.mark.parametrize("spelling", ["same", ".", "link"])
+def test_fill_never_replaces_its_input(tmp_path, tiny_run, astronaut, monkeypatch, spelling):
+    folder = tmp_path / "same"
+    folder.mkdir()
+    photo = folder / "photo.png"
+    Image.fromarray(astronaut).save(photo)
+    original = photo.read_bytes()
+    if spelling == "same":
+        out = folder
+    elif spelling == ".":
+        monkeypatch.chdir(folder)
+        photo, out = Path("photo.png"), Path(".")
+    else:  # the output folder holds a link to the input under the output's name
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "photo.png").symlink_to(folder / "photo.png")
+    r = _fill_cli(photo, out, tiny_run, "--region", "mouth")
+    assert r.exit_code == 2 and "would replace an input photo" in r.output, r.output
+    assert (folder / "photo.png").read_bytes() == original
+
+
+def test_fill_rerun_skips_the_same_settings_and_refuses_others(tmp_path, tiny_run, astronaut):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(astronaut).save(photo)
+    out = tmp_path / "out"
+    assert _fill_cli(photo, out, tiny_run, "--region", "mouth").exit_code == 0
+    first = (out / "photo.png").read_bytes()
+    r = _fill_cli(photo, out, tiny_run, "--region", "mouth")
+    assert r.exit_code == 0 and "filled 0, already done 1" in r.output, r.output
+    r = _fill_cli(photo, out, tiny_run, "--region", "eyes")
+    assert r.exit_code == 1 and "other settings" in r.output and "regions" in r.output, r.output
+    assert (out / "photo.png").read_bytes() == first  # the mouth result is kept
+    r = _fill_cli(photo, out, tiny_run, "--region", "eyes", "--overwrite")
+    assert r.exit_code == 0 and "filled 1" in r.output, r.output
+    assert (out / "photo.png").read_bytes() != first

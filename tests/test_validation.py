@@ -57,7 +57,8 @@ def test_train_set_nan_is_a_usage_error(tmp_path):
 @pytest.mark.parametrize("args", [
     ["--lr", "nan"], ["--lam", "nan"], ["--momentum", "nan"], ["--lam", "inf"],
     ["--max-shift", "nan"], ["--max-shift", "inf"], ["--center-scale", "nan"],
-    ["--missing-fraction", "nan"], ["--seed", "-1"],
+    ["--missing-fraction", "nan"], ["--seed", "-1"], ["--iters", "1000000000"],
+    ["--codes", "1000"], ["--restarts", "100000"],
 ])
 def test_complete_refuses_non_finite_options_before_any_work(args, tmp_path):
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
@@ -126,6 +127,18 @@ def nan_model(run_dir: Path, tmp_path: Path) -> Path:
     loaded.generator.set_weights(weights)
     return export_model(tmp_path / "nan-model", loaded.generator, loaded.discriminator,
                         loaded.config)
+
+
+@pytest.mark.parametrize("field,value,named", [("iters", 10**9, "iterations"),
+                                               ("codes", 1000, "codes"),
+                                               ("restarts", 10**5, "restarts")])
+def test_search_options_refuse_absurd_sizes(field, value, named):
+    from inpaint.config import MAX_CODES, MAX_ITERS, MAX_RESTARTS, SearchOptions
+
+    with pytest.raises(InpaintError, match=named):
+        SearchOptions(**{field: value}).validate()
+    bound = {"iters": MAX_ITERS, "codes": MAX_CODES, "restarts": MAX_RESTARTS}[field]
+    SearchOptions(**{field: bound}).validate()  # the bound itself is allowed
 
 
 def test_a_model_with_nan_weights_is_refused_on_load(tiny_run, tmp_path):

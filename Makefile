@@ -31,7 +31,7 @@ need = @test -e "$(1)" || { echo "make $@: $(1) does not exist; $(2)" >&2; exit 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,align]"
+	$(BIN)/pip install -q -e ".[test,align,serve]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -676,6 +676,30 @@ def _init_model_dir(path: Path) -> Path:
         raise click.BadParameter(str(exc), param_hint="'--init-from'") from None
 
 
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Training run directory or its model/ export (default: the shipped model).")
+def serve_cmd(host, port, model):
+    """A local web page to fill a photo by painting over it, and its HTTP API (README: serve).
+
+    \b
+    Example:
+      inpaint serve                 # then open http://127.0.0.1:8000
+    """
+    _setup_logging(False, status="loading the model")
+    try:
+        from inpaint.serve import create_app, serve
+    except ImportError as exc:
+        raise InpaintError(f"inpaint serve needs its web libraries ({exc.name}): "
+                           "pip install 'inpaint[serve]'") from None
+    from inpaint.models import load_model
+
+    app = create_app(load_model(_model_path(model)))
+    serve(app, host, port, on_ready=lambda url: click.echo(f"open {url}  (Ctrl-C stops)"))
+
+
 def main() -> None:
     cli(prog_name="inpaint")
 

@@ -429,12 +429,9 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
               help="Fill this rectangle, in photo pixels.")
 @click.option("--faces", default="largest", show_default=True,
               type=click.Choice(["largest", "all"]), help="Fill the largest face, or every face.")
-@click.option("--detail", default=DEFAULT_DETAIL, show_default=True,
-              type=click.Choice(list(DETAIL_MODES)),
-              help="context: restore the photo's own fine detail (skin, hair) in the filled "
-                   "region; none: the 64-pixel model's fill, upsampled.")
-@click.option("--overwrite", is_flag=True,
-              help="Fill again photos already filled in OUT_DIR, also with other settings.")
+@click.option("--detail", default=DEFAULT_DETAIL, show_default=True, type=click.Choice(DETAIL_MODES),
+              help="context: add the photo's own fine detail to the fill; none: the plain fill.")
+@click.option("--overwrite", is_flag=True, help="Fill again what OUT_DIR holds, any settings.")
 @detector_options()
 @model_option()
 @search_options()
@@ -679,15 +676,10 @@ def _init_model_dir(path: Path) -> Path:
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Training run directory or its model/ export (default: the shipped model).")
+@model_option()
 def serve_cmd(host, port, model):
     """A local web page to fill a photo by painting over it, and its HTTP API (README: serve).
-
-    \b
-    Example:
-      inpaint serve                 # then open http://127.0.0.1:8000
-    """
+    Example: `inpaint serve`, then open http://127.0.0.1:8000"""
     _setup_logging(False, status="loading the model")
     try:
         from inpaint.serve import create_app, serve
@@ -696,8 +688,8 @@ def serve_cmd(host, port, model):
                            "pip install 'inpaint[serve]'") from None
     from inpaint.models import load_model
 
-    app = create_app(load_model(_model_path(model)))
-    serve(app, host, port, on_ready=lambda url: click.echo(f"open {url}  (Ctrl-C stops)"))
+    serve(create_app(load_model(_model_path(model))), host, port,
+          on_ready=lambda url: click.echo(f"open {url}  (Ctrl-C stops)"))
 
 
 def main() -> None:

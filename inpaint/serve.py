@@ -34,7 +34,8 @@ from starlette.staticfiles import StaticFiles
 
 from inpaint import SearchOptions, read_image
 from inpaint.errors import ImageReadError, InpaintError, NoFaceFound, UsageError
-from inpaint.fill import REGIONS, convex_hull, default_grow, fill, save_photo
+from inpaint.fill import convex_hull, default_grow, fill, save_photo
+from inpaint.masks import FACE_REGIONS as REGIONS
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,12 @@ has that detail all around the hole. Following contextual residual aggregation (
 guided upsampling (Zeng et al., ECCV 2020), the restoration here:
 
 1. splits the face crop into a low-pass part L (a Gaussian of sigma = `SIGMA_PER_SCALE` x the
-   upsampling factor, about the band a 64-pixel face can carry) and the residual R = crop - L;
+   upsampling factor, a little under the band a 64-pixel face can carry) and the residual
+   R = crop - L;
 2. describes every window of 2p x 2p pixels (p about 1.5x the upsampling) by its low-pass
    colours on a coarse 4x4 grid: in the hole these come from the fill, elsewhere from the photo;
-3. for each window over the hole picks one of the `TOP_K` known windows whose descriptions are
+3. for each window over the hole picks one of the `TOP_K` known windows (inside the face's skin
+   where the caller says where that is: no hair or background) whose descriptions are
    nearest (a seeded draw, weighted by a softmax of the distance: attention at low resolution,
    without the repeated tiles a strict nearest match gives), and adds that window's residual,
    weighted by a sine window: windows overlap by half and the squares of the weights of
@@ -30,12 +32,16 @@ import numpy as np
 from inpaint.errors import UsageError
 
 DETAIL_MODES = ("context", "none")
-# "context" restored the filled faces' detail from -3.2 to about -0.5 (log2 gradient energy against
-# the real photo) at a hole PSNR within 0.1 dB of "none" on the raw photos (docs/fill.md)
+# "context" restored the filled faces' detail from -3.3 to -0.9 (log2 gradient energy against the
+# real photo, faces >= 150 px) at a hole PSNR 0.2 dB under "none" on the raw photos (docs/fill.md)
 DEFAULT_DETAIL = "context"
 
-SIGMA_PER_SCALE = 0.5  # low-pass sigma per upsampling factor: at the 64-px face's Nyquist
-# frequency 0.5/s the Gaussian passes exp(-pi^2 sigma^2 / (2 s^2)) = 0.29 of the amplitude
+SIGMA_PER_SCALE = 0.7  # low-pass sigma per upsampling factor: at the 64-px face's Nyquist
+# frequency 0.5/s the Gaussian passes exp(-pi^2 sigma^2 / (2 s^2)) = 0.09 of the amplitude, so the
+# model's own finest band is mostly handed to the photo's texture. Measured on the raw photos
+# (faces >= 150 px, mouth and nose; sources in the skin): 0.5 gave detail -1.13 at -0.10 dB
+# against no detail step, 0.7 -0.88 at -0.17 dB, 1.0 -0.74 at -0.23 dB, but with dark specks
+# copied around the lips that the skin there does not have
 PATCH_PER_SCALE = 1.5  # window stride p per upsampling factor (windows are 2p wide)
 MIN_PATCH = 3          # pixels: the smallest stride, for faces at the model's own scale
 TOP_K = 6              # candidate source windows per hole window
@@ -83,14 +89,16 @@ def _window_tops(shape: tuple[int, int], stride: int, pad: int) -> np.ndarray:
     return np.stack(np.meshgrid(ty, tx, indexing="ij"), -1).reshape(-1, 2)
 
 
-def restore_detail(image: np.ndarray, hole: np.ndarray, scale: float, *, seed: int = 0
-                   ) -> np.ndarray:
+def restore_detail(image: np.ndarray, hole: np.ndarray, scale: float, *, seed: int = 0,
+                   source: np.ndarray | None = None) -> np.ndarray:
     """Add the photo's own high frequencies to the filled `hole` of `image`.
 
     image: (H, W, C) float or uint8 in [0, 255], the photo crop around a face with the fill in
     its hole; hole: (H, W) bool, True where the pixels were filled; scale: photo pixels per
     model pixel (>= 1 in practice; the low-pass and the windows follow it); seed: the draw
-    among candidate windows. Returns (H, W, C) float64 in [0, 255]: outside the hole exactly
+    among candidate windows; source: (H, W) bool, where detail may be taken from (the face's
+    skin rather than the hair or background around it; default: the whole crop; if no window
+    fits inside it, the whole crop is used). Returns (H, W, C) float64 in [0, 255]: outside the hole exactly
     `image`; inside, `image` plus a residual whose low-pass part is about zero. An empty hole,
     or a crop with no known window to take detail from, comes back unchanged."""
     image = np.asarray(image, np.float64)
@@ -104,13 +112,17 @@ def restore_detail(image: np.ndarray, hole: np.ndarray, scale: float, *, seed: i
         return image.copy()
     sigma = SIGMA_PER_SCALE * max(scale, 1.0)
     p = max(MIN_PATCH, int(round(PATCH_PER_SCALE * scale)))
-    residual = _aggregate(image, hole, sigma, p, seed)
+    if source is not None and np.shape(source) != hole.shape:
+        raise UsageError(f"restore_detail: source {np.shape(source)} must be shaped like the "
+                         f"hole {hole.shape}")
+    residual = _aggregate(image, hole, sigma, p, seed, source)
     if residual is None:
         return image.copy()
     return np.where(hole[..., None], np.clip(image + residual, 0.0, 255.0), image)
 
 
-def _aggregate(image: np.ndarray, hole: np.ndarray, sigma: float, p: int, seed: int):
+def _aggregate(image: np.ndarray, hole: np.ndarray, sigma: float, p: int, seed: int,
+               source: np.ndarray | None = None):
     """The residual to add inside the hole, (H, W, C), or None without known windows."""
     from scipy import ndimage
 
@@ -122,10 +134,11 @@ def _aggregate(image: np.ndarray, hole: np.ndarray, sigma: float, p: int, seed: 
     # a source window lies in the crop, away from the hole by the low-pass reach
     reach = int(np.ceil(2 * sigma))
     near = ndimage.binary_dilation(hole, iterations=reach) if reach else hole
-    ok = np.pad(~near, pad, mode="constant", constant_values=False)
-    ok_all = ndimage.minimum_filter(ok.astype(np.uint8), size=size, origin=-(size // 2)) > 0
-    src = _window_tops(hole.shape, max(1, p // 2), pad)
-    src = src[ok_all[src[:, 0], src[:, 1]]]
+    lattice = _window_tops(hole.shape, max(1, p // 2), pad)
+    src = _windows_inside(~near if source is None else ~near & np.asarray(source, bool),
+                          lattice, size, pad)
+    if source is not None and not len(src):
+        src = _windows_inside(~near, lattice, size, pad)
     src = _without_edges(res_p, src, size)
     hole_p = padded(hole)
     tgt = _window_tops(hole.shape, p, pad)
@@ -143,6 +156,15 @@ def _aggregate(image: np.ndarray, hole: np.ndarray, sigma: float, p: int, seed: 
     for _ in range(PROJECTIONS):  # keep only what lies above the low-pass band, in the hole
         added = np.where(inside, added - lowpass(added, sigma), 0.0)
     return added
+
+
+def _windows_inside(allowed: np.ndarray, tops: np.ndarray, size: int, pad: int) -> np.ndarray:
+    """The windows of `tops` (padded coordinates) lying wholly inside `allowed` (H, W)."""
+    from scipy import ndimage
+
+    ok = np.pad(allowed, pad, mode="constant", constant_values=False)
+    ok_all = ndimage.minimum_filter(ok.astype(np.uint8), size=size, origin=-(size // 2)) > 0
+    return tops[ok_all[tops[:, 0], tops[:, 1]]]
 
 
 def _without_edges(res_p: np.ndarray, tops: np.ndarray, size: int) -> np.ndarray:

@@ -340,7 +340,8 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
     seconds["blend"] += time.perf_counter() - t3
     if detail == "context":
         t4 = time.perf_counter()
-        result.image = add_photo_detail(result.image, mine, transform, square, seed)
+        skin = region_mask(points, ["face"], shape, grow=0.0)
+        result.image = add_photo_detail(result.image, mine, transform, square, seed, skin)
         seconds["detail"] += time.perf_counter() - t4
     before = np.where(known[..., None] > 0.5, face, 128).astype(np.uint8)
     return FaceFill(det.box, det.score, points, transform, int(mine.sum()), before,
@@ -349,10 +350,13 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
 
 
 def add_photo_detail(image: np.ndarray, hole: np.ndarray, transform: np.ndarray,
-                     square: np.ndarray, seed: int) -> np.ndarray:
+                     square: np.ndarray, seed: int, skin: np.ndarray | None = None
+                     ) -> np.ndarray:
     """`image` (H, W, 3) uint8 with the photo's own detail restored in `hole` (detail.py), from
     a crop around the hole as large again on every side, inside the face's aligned `square`
-    (so the work is bounded by the face, not the photo). Pixels outside the hole are kept."""
+    (so the work is bounded by the face, not the photo), taking detail only from `skin` (H, W)
+    bool where given (the face's landmark hull: no hair or background strands in a cheek).
+    Pixels outside the hole are kept."""
     x0, y0, x1, y1 = _bbox(hole, margin=0)
     m = max(x1 - x0, y1 - y0)
     fx0, fy0, fx1, fy1 = _bbox(square | hole, margin=0)
@@ -361,7 +365,8 @@ def add_photo_detail(image: np.ndarray, hole: np.ndarray, transform: np.ndarray,
     t = np.asarray(transform, np.float64)
     scale = 1.0 / np.sqrt(abs(np.linalg.det(t[:2, :2])))  # photo pixels per face pixel
     crop, hole_c = image[by0:by1, bx0:bx1], hole[by0:by1, bx0:bx1]
-    restored = restore_detail(crop, hole_c, scale, seed=seed)
+    source = None if skin is None else skin[by0:by1, bx0:bx1]
+    restored = restore_detail(crop, hole_c, scale, seed=seed, source=source)
     out = image.copy()
     out[by0:by1, bx0:bx1][hole_c] = np.round(restored[hole_c]).astype(np.uint8)
     return out

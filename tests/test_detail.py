@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from inpaint.config import SearchOptions
-from inpaint.detail import DETAIL_MODES, lowpass, restore_detail
+from inpaint.detail import DETAIL_MODES, SIGMA_PER_SCALE, lowpass, restore_detail
 from inpaint.errors import UsageError
 from inpaint.evaluate import gradient_energy
 from inpaint.fill import fill_photo
 
 from .conftest import ASTRONAUT, run_cli
 
-SCALE = 4.0  # photo pixels per model pixel: low-pass sigma 2, windows 12 px
-SIGMA = 0.5 * SCALE
+SCALE = 4.0  # photo pixels per model pixel: low-pass sigma 2.8, windows 12 px
+SIGMA = SIGMA_PER_SCALE * SCALE
 
 
 def textured(seed: int = 0, n: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -34,8 +34,8 @@ def test_flat_guide_gets_back_texture_of_the_truths_energy():
     out = restore_detail(flat_guide(truth, hole), hole, SCALE, seed=1)
     mask = (~hole).astype(np.float32)  # 0 = hole, as evaluate's masks
     ratio = gradient_energy(out, mask) / gradient_energy(truth, mask)
-    # The residual of white noise is the noise less its low-pass part (1 / (4 pi sigma^2) = 2% of
-    # its variance at sigma 2); windows overlapping by half with squared weights summing to 1
+    # The residual of white noise is the noise less its low-pass part (1 / (4 pi sigma^2) = 1% of
+    # its variance at sigma 2.8); windows overlapping by half with squared weights summing to 1
     # keep an uncorrelated residual's variance; the sine windows' slope and the edge windows
     # left out cost a few per cent more. So about 0.95, and not the flat guide's 0.
     assert 0.8 < ratio < 1.2
@@ -88,6 +88,38 @@ def test_strong_edges_are_not_copied_into_the_hole():
     truth[:, 20:23] = 255.0  # a bright frame line, far from the hole
     out = restore_detail(flat_guide(truth, hole), hole, SCALE, seed=1)
     assert out[hole].max() < 200  # the line's residual (about +100) never lands in the hole
+
+
+def test_detail_is_taken_only_from_the_source_region():
+    # stripes 4 px apart (far above the low-pass band): across the rows in the top half, across
+    # the columns in the bottom half ("skin"), where the hole is; the same low-pass (128) everywhere
+    n = 160
+    y, x = np.mgrid[:n, :n]
+    stripes = np.where(y < 80, np.cos(np.pi * y / 2), np.cos(np.pi * x / 2))
+    truth = np.repeat((128 + 20 * stripes)[..., None], 3, -1)
+    hole = np.zeros((n, n), bool)
+    hole[96:144, 56:104] = True
+    skin = y >= 80
+    guide = flat_guide(truth, hole)
+
+    def along(added):  # energy of the added texture's changes down the rows and along them
+        inside = added[100:140, 60:100]
+        return np.square(np.diff(inside, axis=0)).mean(), np.square(np.diff(inside, axis=1)).mean()
+
+    anywhere = restore_detail(guide, hole, SCALE, seed=1) - guide
+    from_skin = restore_detail(guide, hole, SCALE, seed=1, source=skin) - guide
+    down, across = along(from_skin)
+    # only the bottom's stripes copied (the sine windows' slopes give the 1% left down the rows)
+    assert across > 100 and down < 0.02 * across
+    down, across = along(anywhere)
+    assert down > 0.04 * across  # offered both (seed 1: 7%), some of the top's arrive as well
+    # a source holding no whole window falls back to the whole crop
+    tiny = np.zeros_like(hole)
+    tiny[0, 0] = True
+    assert np.array_equal(restore_detail(guide, hole, SCALE, seed=1, source=tiny),
+                          anywhere + guide)
+    with pytest.raises(UsageError, match="source"):
+        restore_detail(guide, hole, SCALE, source=skin[1:])
 
 
 @pytest.mark.parametrize("image, hole, scale", [

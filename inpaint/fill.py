@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -249,7 +249,8 @@ def _pick(kept, policy: str):
 
 def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = (),
                grow: float | None = None, hole: np.ndarray | None = None, faces: str = "largest",
-               options=None, name: str = "photo", detail: str = DEFAULT_DETAIL) -> FillResult:
+               options=None, name: str = "photo", detail: str = DEFAULT_DETAIL,
+               progress: Callable[[dict], None] | None = None) -> FillResult:
     """Fill `photo` `(H, W, 3)` uint8 where asked: the landmark `regions` of each chosen face,
     and/or `hole` `(H, W)` bool (True = fill) in photo pixels.
 
@@ -258,7 +259,10 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     must be None); `aligner`: an align.FaceAligner whose size is the model's; `faces`: "largest"
     or "all"; `name` seeds each face's search (so a photo's result does not depend on what else
     is in the batch) and names it in errors; `detail`: "context" adds the photo's own high
-    frequencies to each filled region (detail.restore_detail), "none" leaves the upsampled fill.
+    frequencies to each filled region (detail.restore_detail), "none" leaves the upsampled fill;
+    `progress`, if given, is called with {"stage": "detect" | "search" | "blend" | "detail",
+    "face": k (1-based), "faces": n, "iteration": i, "iterations": N} as the work goes on
+    (iteration and iterations only in "search", once per update of the latent search).
     Raises NoFaceFound, or MaskError when the region lies outside every detected face."""
     from inpaint.search import Completer  # TensorFlow: imported when used
 
@@ -268,7 +272,9 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     completer = model if isinstance(model, Completer) else Completer(model, options)
     _check_request(photo, completer, aligner, regions, hole, name)
     check_detail(detail)
+    tell = progress or (lambda _: None)
     t0 = time.perf_counter()
+    tell({"stage": "detect", "face": 0, "faces": 0})
     kept, _ = aligner.detect(photo)
     if not kept:
         raise NoFaceFound(f"{name}: no face found")
@@ -279,7 +285,7 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     for k, det in enumerate(chosen):
         face = _fill_face(photo, det, result, covered, aligner, completer,
                           regions=regions, grow=grow, hole=hole, seed_name=f"{name}#{k}",
-                          detail=detail)
+                          detail=detail, tell=_telling(tell, k + 1, len(chosen)))
         if face is not None:
             result.faces.append(face)
     if hole is not None:
@@ -307,9 +313,14 @@ def _check_request(photo, completer, aligner, regions, hole, name: str) -> None:
                            f"needs {size}")
 
 
+def _telling(tell: Callable[[dict], None], face: int, faces: int) -> Callable[..., None]:
+    """tell(stage, **more) for one face: the progress record with the face's place added."""
+    return lambda stage, **more: tell({"stage": stage, "face": face, "faces": faces, **more})
+
+
 def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, completer, *,
-               regions, grow, hole, seed_name: str, detail: str = DEFAULT_DETAIL
-               ) -> FaceFill | None:
+               regions, grow, hole, seed_name: str, detail: str = DEFAULT_DETAIL,
+               tell: Callable[..., None] = lambda stage, **more: None) -> FaceFill | None:
     """Fill the part of the request inside one face's aligned square into `result.image`
     (updating `result.hole`, `result.seconds` and `covered`); None if that part is empty."""
     shape, size, seconds = photo.shape[:2], aligner.settings.size, result.seconds
@@ -329,7 +340,11 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
     t2 = time.perf_counter()
     known = _known_in_face(mine, transform, size)
     seed = image_seed(completer.options.seed, seed_name)
-    out = completer(face[None], known[None], blend_result=False, seeds=[seed])
+    iters = completer.options.iters
+    tell("search", iteration=0, iterations=iters)
+    out = completer(face[None], known[None], blend_result=False, seeds=[seed],
+                    callback=lambda i, *_: tell("search", iteration=i, iterations=iters))
+    tell("blend")
     seconds["search"] += time.perf_counter() - t2
     t3 = time.perf_counter()
     generated = to_uint8(out.generated[0])
@@ -339,6 +354,7 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
     result.hole |= mine
     seconds["blend"] += time.perf_counter() - t3
     if detail == "context":
+        tell("detail")
         t4 = time.perf_counter()
         skin = region_mask(points, ["face"], shape, grow=0.0)
         result.image = add_photo_detail(result.image, mine, transform, square, seed, skin)
@@ -401,7 +417,7 @@ def _default_model():
 def fill(image, region: str | Sequence[str] | None = None, mask=None,
          box: tuple[int, int, int, int] | None = None, *, grow: float | None = None,
          faces: str = "largest", model=None, options=None, aligner=None,
-         detail: str = DEFAULT_DETAIL):
+         detail: str = DEFAULT_DETAIL, progress: Callable[[dict], None] | None = None):
     """Fill part of the face(s) in a photo and return the whole photo.
 
     image: a numpy array `(H, W, 3)` uint8 or a PIL image (the result is of the same kind).
@@ -409,7 +425,8 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     `mask` `(H, W)` array with 1/True = keep and 0/False = fill (as every mask in inpaint), or
     `box` (x, y, w, h) in photo pixels. `model`: a LoadedModel or a model directory (default:
     the shipped model); `options`: config.SearchOptions; `detail`: "context" (default) restores
-    the photo's own fine detail in the filled region, "none" keeps the upsampled 64-px fill.
+    the photo's own fine detail in the filled region, "none" keeps the upsampled 64-px fill;
+    `progress`: called with each progress record of fill_photo (stage, face, iteration).
 
         import inpaint
         from PIL import Image
@@ -438,7 +455,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
         hole = b if hole is None else hole | b
     aligner = aligner or FaceAligner(AlignSettings(size=model.config.model.image_size))
     out = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole, faces=faces,
-                     options=options, detail=detail).image
+                     options=options, detail=detail, progress=progress).image
     return Image.fromarray(out) if as_pil else out
 
 
@@ -555,6 +572,27 @@ def _done_before(out_dir: Path) -> dict[str, str]:
     return done
 
 
+def progress_text(p: dict) -> str:
+    """A fill_photo progress record in words: "face 2/24: search 12/30", "detecting faces"."""
+    if p["stage"] == "detect":
+        return "detecting faces"
+    text = f"face {p['face']}/{p['faces']}: {p['stage']}"
+    return text + (f" {p['iteration']}/{p['iterations']}" if "iteration" in p else "")
+
+
+def _postfix(bar) -> Callable[[dict], None]:
+    """Progress records shown after a tqdm bar, at most about 10 times a second."""
+    last = [0.0]
+
+    def show(p: dict) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.1 or p["stage"] != "search":
+            last[0] = now
+            bar.set_postfix_str(progress_text(p))
+
+    return show
+
+
 def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequence[str] = (),
                grow: float | None = None, mask: Path | None = None,
                box: tuple[int, int, int, int] | None = None, faces: str = "largest",
@@ -583,7 +621,8 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
         detail=detail, align_settings=settings))
     summary = FillSummary()
     t0 = time.perf_counter()
-    for path, stem in tqdm(list(zip(photos, stems)), disable=not progress, unit="photo"):
+    bar = tqdm(list(zip(photos, stems)), disable=not progress, unit="photo")
+    for path, stem in bar:
         if str(path) in done:
             summary.skipped.append(str(path))
             continue
@@ -598,7 +637,8 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
                 b = box_hole(box, photo.shape[:2])
                 hole = b if hole is None else hole | b
             res = fill_photo(photo, completer, aligner, regions=regions, grow=grow, hole=hole,
-                             faces=faces, name=str(path), detail=detail)
+                             faces=faces, name=str(path), detail=detail,
+                             progress=_postfix(bar) if progress else None)
             out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
             write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))
             record.update(status="filled", output=str(out), size=[photo.shape[1], photo.shape[0]],

@@ -32,7 +32,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from inpaint import SearchOptions, read_image
+from inpaint import SearchOptions, __version__, read_image
 from inpaint.errors import ImageReadError, InpaintError, NoFaceFound, UsageError
 from inpaint.fill import convex_hull, default_grow, fill, save_photo
 from inpaint.masks import FACE_REGIONS as REGIONS
@@ -46,7 +46,8 @@ MAX_WAITING = 8  # requests queued for the model before 503
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 MEDIA = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp",
          ".tif": "image/tiff"}
-FILL_FIELDS = {"image", "mask", "region", "box", "grow", "faces", "format", "detail"}
+FILL_FIELDS = {"image", "mask", "region", "box", "grow", "faces", "format", "detail", "job"}
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a client's name for its fill, to ask its progress
 SEARCH_FIELDS = {f.name: f for f in dataclasses.fields(SearchOptions)}
 _HINTS = typing.get_type_hints(SearchOptions)
 
@@ -177,6 +178,7 @@ class Server:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaint-model")
         self.waiting = 0
         self.last_seconds: float | None = None
+        self.jobs: dict[str, dict] = {}  # job id -> its progress, while it waits or runs
 
     async def run(self, fn, *args, **kw):
         if self.waiting >= MAX_WAITING:
@@ -190,7 +192,8 @@ class Server:
     async def health(self, request: Request):
         detail = inspect.signature(fill).parameters.get("detail")
         return JSONResponse({
-            "status": "ok", "model": str(getattr(self.model, "path", "")),
+            "status": "ok", "version": __version__,
+            "model": str(getattr(self.model, "path", "")),
             "image_size": self.model.config.model.image_size, "regions": list(REGIONS),
             "detail": None if detail is None else {"default": detail.default},
             "max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS,
@@ -210,14 +213,42 @@ class Server:
         fmt = form.get("format") or "png"
         if fmt not in ("png", "same"):
             raise BadRequest("format must be 'png' or 'same' (the photo's own format)")
+        job = form.get("job") or None
+        if job is not None and (not isinstance(job, str) or not JOB_ID.fullmatch(job)):
+            raise BadRequest("job must be 1-64 letters, digits, '-' or '_'")
+        if job in self.jobs:
+            raise BadRequest(f"job {job!r} is already queued or running")
         t0 = time.perf_counter()
-        out = await self.run(fill, photo, model=self.model, aligner=self.aligner, **kw)
+        state = {"state": "queued"}
+        if job:
+            self.jobs[job] = state
+
+        def work():
+            state.update(state="running", started=time.time())
+            return fill(photo, model=self.model, aligner=self.aligner, progress=state.update,
+                        **kw)
+
+        try:
+            out = await self.run(work)
+        finally:
+            self.jobs.pop(job, None)
         self.last_seconds = round(time.perf_counter() - t0, 2)
         data, ext = await run_in_threadpool(_encode, out, suffix if fmt == "same" else ".png")
         stem = Path(image.filename or "photo").stem or "photo"
         return Response(data, media_type=MEDIA[ext], headers={
             "Content-Disposition": f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", stem)}-filled{ext}"',
             "X-Fill-Seconds": str(self.last_seconds)})
+
+    async def progress(self, request: Request):
+        """GET /api/progress?job=ID: where that fill is: {"state": "queued"}, "running" with the
+        stage, face, faces, iteration, iterations and seconds so far, or "unknown" (done, or
+        never sent: a poll that comes after the answer is not an error)."""
+        job = request.query_params.get("job", "")
+        state = dict(self.jobs.get(job) or {"state": "unknown"})
+        if "started" in state:
+            state["seconds"] = round(time.time() - state.pop("started"), 1)
+        state["queue"] = self.waiting
+        return JSONResponse(state)
 
     async def faces(self, request: Request):
         form, image = await _files(request)
@@ -298,6 +329,7 @@ def create_app(model, aligner=None) -> Starlette:
     routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
               Route("/api/health", server.health),
               Route("/api/fill", server.fill, methods=["POST"]),
+              Route("/api/progress", server.progress),
               Route("/api/faces", server.faces, methods=["POST"]),
               Mount("/static", StaticFiles(directory=STATIC))]
     app = Starlette(routes=routes, exception_handlers={Exception: _on_error,

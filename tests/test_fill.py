@@ -298,3 +298,20 @@ def test_fill_rerun_skips_the_same_settings_and_refuses_others(tmp_path, tiny_ru
     r = _fill_cli(photo, out, tiny_run, "--region", "eyes", "--overwrite")
     assert r.exit_code == 0 and "filled 1" in r.output, r.output
     assert (out / "photo.png").read_bytes() != first
+
+
+def test_fill_reports_its_progress_per_face_and_iteration(tiny_model, astronaut, aligner16):
+    from inpaint.fill import progress_text
+
+    seen = []
+    fill_photo(astronaut, tiny_model, aligner16, regions=["mouth"], options=FAST,
+               progress=seen.append, detail="context")
+    stages = [p["stage"] for p in seen]
+    assert stages[0] == "detect" and stages[-1] == "detail" and "blend" in stages
+    search = [p for p in seen if p["stage"] == "search"]
+    # one record before the search, one per update and one after the last (the losses' record)
+    assert [p["iteration"] for p in search] == [0, *range(FAST.iters + 1)]
+    assert all(p["iterations"] == FAST.iters and (p["face"], p["faces"]) == (1, 1)
+               for p in search)
+    assert progress_text(search[-1]) == f"face 1/1: search {FAST.iters}/{FAST.iters}"
+    assert progress_text(seen[0]) == "detecting faces"

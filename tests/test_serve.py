@@ -4,6 +4,7 @@ once, the same result as inpaint.fill) and the page in headless Chromium (skippe
 import io
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -57,8 +58,11 @@ def test_importing_inpaint_and_its_cli_loads_no_web_library():
 
 
 def test_health_answers_json(client):
+    import inpaint
+
     r = client.get("/api/health")
     assert r.status_code == 200 and r.json()["status"] == "ok" and "mouth" in r.json()["regions"]
+    assert r.json()["version"] == inpaint.__version__
 
 
 def test_page_and_its_files_are_served_from_the_package(client):
@@ -179,6 +183,50 @@ def test_faces_gives_outlines_and_region_hulls(client, photo):
     assert face["grow"] > 1
 
 
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    """Wait for an event (a flag another thread sets), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_progress_of_a_running_fill_by_its_job_id(client, photo, monkeypatch):
+    from inpaint import serve
+
+    seen, release = threading.Event(), threading.Event()
+
+    def slow_fill(image, *, progress, **kw):  # stands in for inpaint.fill: reports, then waits
+        progress({"stage": "search", "face": 1, "faces": 1, "iteration": 7, "iterations": 30})
+        seen.set()
+        assert release.wait(60)
+        return image
+
+    monkeypatch.setattr(serve, "fill", slow_fill)
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(
+        post_fill(client, png_bytes(photo), {"region": "mouth", "job": "abc-1"})))
+    thread.start()
+    try:
+        assert seen.wait(60)
+        r = client.get("/api/progress", params={"job": "abc-1"})
+        body = r.json()
+        assert r.status_code == 200 and body["state"] == "running" and body["stage"] == "search"
+        assert (body["iteration"], body["iterations"], body["face"]) == (7, 30, 1)
+        assert body["seconds"] >= 0 and body["queue"] == 1
+        again = post_fill(client, png_bytes(photo), {"region": "mouth", "job": "abc-1"})
+        assert again.status_code == 400 and "already queued or running" in again.json()["error"]
+    finally:
+        release.set()
+        thread.join(60)
+    assert answers[0].status_code == 200
+    r = client.get("/api/progress", params={"job": "abc-1"})
+    assert r.status_code == 200 and r.json()["state"] == "unknown"  # done
+    bad = post_fill(client, png_bytes(photo), {"region": "mouth", "job": "../x"})
+    assert bad.status_code == 400 and "job must be" in bad.json()["error"]
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -199,12 +247,16 @@ def test_the_page_fills_a_painted_stroke_in_a_browser(shipped, photo, tmp_path):
     server = uvicorn.Server(uvicorn.Config(create_app(shipped), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    errors = []
     try:
+        wait_until(lambda: server.started, "uvicorn to start")
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"])
             page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
             page.goto(f"http://127.0.0.1:{port}/")
             page.set_input_files("#file", str(tmp_path / "astronaut.png"))
             page.wait_for_selector("#regions button")
@@ -222,10 +274,26 @@ def test_the_page_fills_a_painted_stroke_in_a_browser(shipped, photo, tmp_path):
             page.screenshot(path=str(tmp_path / "page.png"))
             data = page.evaluate("() => fetch(document.querySelector('#download').href)"
                                  ".then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b)))")
+            # before/after: the toggle hides the result, the slider shows it again
+            page.click("#toggle")
+            assert page.eval_on_selector("#after", "c => c.style.visibility") == "hidden"
+            page.fill("#compare", "50")
+            assert page.eval_on_selector("#after", "c => c.style.visibility") == "visible"
+            # a click on the mouth picks the region, as its button does; a second click drops it
+            page.check("input[name=tool][value=region]")
+            mx, my = np.mean(page.evaluate("faces[0].regions.mouth[0]"), axis=0)
+            page.mouse.click(box["x"] + mx * s, box["y"] + my * s)
+            page.wait_for_selector("#regions button.on")
+            assert page.inner_text("#regions button.on") == "mouth"
+            page.mouse.click(box["x"] + mx * s, box["y"] + my * s)
+            assert page.locator("#regions button.on").count() == 0
+            page.mouse.click(box["x"] + 5 * s, box["y"] + 5 * s)  # off every region: said so
+            assert "Click inside" in page.inner_text("#error")
             browser.close()
     finally:
         server.should_exit = True
         thread.join(10)
+    assert errors == []  # no script error on the page
     got = np.asarray(Image.open(io.BytesIO(bytes(data))).convert("RGB"))
     changed = np.any(got != photo, axis=-1)
     ys, xs = np.nonzero(changed)

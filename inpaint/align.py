@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import AlignError, InpaintError, Interrupted, UsageError
-from inpaint.files import safe_resolve
+from inpaint.files import STEM_MAX, cut_name, safe_resolve
 from inpaint.images import read_image, walk_inputs, write_image
 from inpaint.records import JsonlLog, read_jsonl
 
@@ -467,7 +467,7 @@ def _safe_key(rel: Path) -> str | None:
     norm = Path(os.path.normpath(rel))
     if norm.is_absolute() or not norm.parts or norm.parts[0] in ("..", ".") or ".." in norm.parts:
         return None
-    stem = norm.with_suffix("").name.lstrip(".")
+    stem = cut_name(norm.with_suffix("").name.lstrip("."), STEM_MAX)  # outputs fit NAME_MAX
     return norm.with_name(stem).as_posix() if stem else None
 
 

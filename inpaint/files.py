@@ -88,12 +88,29 @@ NAME_MAX = 255
 _MKSTEMP_RANDOM = 8  # characters tempfile adds between prefix and suffix
 
 
+# Bytes an output stem may take: room left in NAME_MAX for what is added to it: a repeat's "-NN"
+# or a face's "_NN", an input suffix kept in it ("_jpeg"), and the file's own (".jpeg").
+STEM_MAX = NAME_MAX - 20
+
+
+def cut_name(name: str, max_bytes: int) -> str:
+    """`name` cut to at most `max_bytes` bytes of its file-system encoding, never inside a UTF-8
+    character (a name cut mid-character shows as garbage, or cannot be typed back)."""
+    raw = os.fsencode(name)
+    if len(raw) <= max_bytes:
+        return name
+    end = max_bytes
+    while 0 < end < len(raw) and raw[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+        end -= 1
+    return os.fsdecode(raw[:end])
+
+
 def temporary_prefix(name: str, suffix: str = "") -> str:
     """`.<name>.` for a temporary file or folder beside `name` (hidden, and recognisably its),
     with `name` cut short so that the prefix, tempfile's random characters and `suffix` fit in
     NAME_MAX bytes: a legal final name of 255 bytes must not make an illegal temporary one."""
     room = NAME_MAX - _MKSTEMP_RANDOM - len(os.fsencode(suffix)) - 2
-    return "." + os.fsdecode(os.fsencode(name)[:room]) + "."
+    return "." + cut_name(name, room) + "."
 
 
 def check_writable(path: str | Path) -> None:

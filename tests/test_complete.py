@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -183,3 +184,19 @@ def test_a_file_name_with_a_newline_completes_and_gets_its_sheet(tiny_run, tmp_p
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o" / "sheet.png").is_file()
     assert json.loads((tmp_path / "o" / "run.json").read_text())["finished"] is True
+
+
+def test_a_name_of_252_bytes_without_extension_is_completed_beside_the_others(tiny_run, tmp_path):
+    # "names are cut to fit 255 bytes" (README): 252 bytes + ".png" used to abort the whole run
+    src = write_faces(tmp_path / "in", n=3, size=(16, 16))
+    long = src / ("a" * 252)
+    (src / "000.png").rename(long)
+    wide = src / ("é" * 125 + ".png")  # 254 bytes, of two-byte characters
+    (src / "001.png").rename(wide)
+    r = run_cli("complete", long, wide, src / "002.png", "--outDir", tmp_path / "o",
+                "--model", tiny_run, "--iters", 2, "-q")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "o" / "completed").iterdir())
+    assert len(names) == 3 and all(len(os.fsencode(n)) <= 255 for n in names)
+    assert "a" * 200 in names[1] and names[2].startswith("é" * 100)  # cut at a character's end
+    assert all("\udcc3" not in n for n in names)  # no half character (surrogate escape)

@@ -1,5 +1,7 @@
 """Files written whole (inpaint.files): atomic folders, their permissions and durability."""
 
+import os
+
 import pytest
 
 from inpaint.files import _umask, atomic_dir
@@ -43,3 +45,17 @@ def test_atomic_dir_syncs_every_file_before_the_rename(tmp_path, monkeypatch):
             (tmp / name).write_bytes(b"x")
     assert sorted((os.path.basename(p), published) for p, published in synced) == [
         ("a.h5", False), ("b.npz", False)]
+
+
+def test_cut_name_keeps_whole_characters():
+    from inpaint.files import cut_name, temporary_prefix
+
+    assert cut_name("abc", 2) == "ab" and cut_name("abc", 5) == "abc"
+    assert cut_name("éé", 3) == "é"  # 4 bytes: the second character would be cut in half
+    assert cut_name("aé", 2) == "a"
+    name = "€" * 100  # 300 bytes
+    cut = cut_name(name, 100)
+    assert cut == "€" * 33 and len(cut.encode()) == 99
+    prefix = temporary_prefix("é" * 200 + ".png", ".tmp")
+    assert prefix.encode("utf-8")  # whole characters only: a half one does not encode
+    assert len(os.fsencode(prefix)) <= 255 - 8 - 4

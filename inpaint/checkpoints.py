@@ -99,7 +99,7 @@ class CheckpointedTrainer:
                 f"none of the {len(found)} checkpoints in {ckpt_root} can be loaded (newest: "
                 f"{first_reason}), so the run cannot resume. To start it over from step 0, move "
                 f"{ckpt_root} and metrics.jsonl out of the run directory; or train into a new "
-                "--out")
+                "--out-dir")
         return None
 
 

@@ -161,6 +161,8 @@ def cli():
       inpaint align PHOTOS... -o faces             aligned 64x64 face crops
       inpaint train --dataset faces -o runs/x      train a DCGAN (alias of train-dcgan)
       inpaint complete FACES... -o out             fill holes by latent search
+      inpaint fill PHOTOS... --region mouth -o out fill part of the faces in whole photos
+      inpaint serve                                the same on a local web page
       inpaint make-gif out -o out/completion.gif   animate the search
       inpaint evaluate FACES...                    score completions against the whole faces
 
@@ -262,13 +264,14 @@ _ENCODER = EncoderConfig()  # the encoder's defaults, stated once in config.py
 @click.option("-o", "--out-dir", "out", required=True, type=click.Path(path_type=Path),
               help="Run directory (created; re-running resumes it).")
 @model_option("The generator's model directory (default: the shipped model).")
-@click.option("--steps", type=click.IntRange(min=1), default=_ENCODER.steps, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=_ENCODER.steps, show_default=True,
+              help="Training updates (batches).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=_ENCODER.batch_size,
               show_default=True, help="Even: half generated faces, half real ones.")
 @click.option("--filters", type=click.IntRange(min=1), default=_ENCODER.filters,
               show_default=True, help="Width of the first convolution (doubles per stage).")
 @click.option("--lr", type=FiniteFloatRange(0, 1, min_open=True), default=_ENCODER.lr,
-              show_default=True)
+              show_default=True, help="Adam's learning rate.")
 @click.option("--seed", type=SEED, default=_ENCODER.seed, show_default=True)
 @click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=_ENCODER.precision,
               show_default=True, help="auto: mixed bfloat16 where the hardware has it.")
@@ -288,12 +291,10 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
     """
     _setup_logging(quiet)
     from inpaint.encoder import SETTINGS_FILE, train_encoder
-    from inpaint.models import load_model
-
     if batch_size % 2:
         raise click.BadParameter("must be even (half generated, half real faces)",
                                  param_hint="'--batch-size'")
-    loaded = load_model(_model_path(model))
+    loaded = _load_model(model)
     datasets = list(datasets) or _recorded_dataset(out / SETTINGS_FILE, "datasets")
     cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                         precision=precision)
@@ -310,14 +311,16 @@ def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
         click.get_current_context().with_resource(lock_folder(folder, command, shard=shard))
 
 
-def _model_path(model: Path | None) -> Path:
-    """--model, else the shipped model (models.shipped_model_dir); exit 2 without either."""
-    from inpaint.models import shipped_model_dir
+def _load_model(model: Path | None):
+    """Load --model, else (or for "pretrained", as --init-from takes it, unless a folder of that
+    name exists) the shipped model (models.shipped_model_dir); exit 2 without either."""
+    from inpaint.models import load_model, shipped_model_dir
 
-    found = model if model is not None else shipped_model_dir()
+    shipped = model is None or (str(model) == "pretrained" and not model.exists())
+    found = shipped_model_dir() if shipped else model
     if found is None:
         raise click.UsageError("--model is required: no pretrained model is installed")
-    return found
+    return load_model(found)
 
 
 def _report_failed(failed: list[tuple[str, str]]) -> None:
@@ -384,8 +387,6 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     check_mask_options(click.get_current_context(), mask_path, mask_box)
     _setup_logging(quiet, status="loading TensorFlow and the model")
     from inpaint.batch import complete_files
-    from inpaint.models import load_model
-
     inputs = expand_inputs(images, exclude=out_dir)
     if not inputs:
         raise click.BadParameter("no images match", param_hint="IMAGES")
@@ -397,7 +398,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
                     file=mask_path if mask_path and mask_path.is_file() else None,
                     folder=mask_path if mask_path and mask_path.is_dir() else None,
                     box=mask_box, seed=opts.seed)
-    loaded = load_model(_model_path(model))
+    loaded = _load_model(model)
     _lock(out_dir, "complete", shard=shard)
     try:
         summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
@@ -455,8 +456,6 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, over
     """
     _setup_logging(quiet)
     from inpaint.fill import fill_files
-    from inpaint.models import load_model
-
     if not (regions or mask_path or box):
         raise click.UsageError("say where to fill: --region, --mask or --box")
     inputs = expand_inputs(photos, exclude=out_dir)  # never the outputs of an earlier run
@@ -464,7 +463,7 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, over
         raise click.BadParameter("no images match", param_hint="PHOTO...")
     opts = search_settings(search)
     _lock(out_dir, "fill")
-    loaded = load_model(_model_path(model))
+    loaded = _load_model(model)
     settings = AlignSettings(size=loaded.config.model.image_size, faces=faces, detector=detector,
                              upsample=upsample, min_score=min_score)
     try:
@@ -612,7 +611,7 @@ def align_cmd(inputs, out_dir, size, landmarks, faces, detector, upsample, min_s
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON.")
-@quiet_option(help=None)
+@quiet_option()
 def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet, **search):
     """Mask whole faces, complete them and score the results.
 
@@ -631,12 +630,10 @@ def evaluate_cmd(images, model, mask_types, batch_size, limit, json_path, quiet,
     require_inputs(images)
     _setup_logging(quiet, status="loading TensorFlow and the model")
     from inpaint.evaluate import DEFAULT_MASK_TYPES, evaluate_masks, markdown_table, write_report
-    from inpaint.models import load_model
-
     if json_path:  # before the work, not after it
         check_writable(json_path)
     paths = expand_inputs(images)[:limit]
-    loaded = load_model(_model_path(model))
+    loaded = _load_model(model)
     faces, stems, failed = read_faces(paths, loaded.config.model.image_size)
     if not len(faces):
         reasons = "; ".join(failed[:10]) + (f"; and {len(failed) - 10} more"
@@ -686,9 +683,7 @@ def serve_cmd(host, port, model):
     except ImportError as exc:
         raise InpaintError(f"inpaint serve needs its web libraries ({exc.name}): "
                            "pip install 'inpaint[serve]'") from None
-    from inpaint.models import load_model
-
-    serve(create_app(load_model(_model_path(model))), host, port,
+    serve(create_app(_load_model(model)), host, port,
           on_ready=lambda url: click.echo(f"open {url}  (Ctrl-C stops)"))
 
 

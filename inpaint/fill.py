@@ -304,6 +304,8 @@ def _check_request(photo, completer, aligner, regions, hole, name: str) -> None:
     shape = photo.shape[:2]
     if not regions and hole is None:
         raise MaskError("nothing to fill: give a region, a mask or a box")
+    if not regions and not hole.any():
+        raise MaskError(f"{name}: the mask marks nothing to fill (black = fill, white = keep)")
     if hole is not None and hole.shape != shape:
         raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
                         f"{shape[1]}x{shape[0]}")
@@ -647,9 +649,10 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
                           seconds={k: round(v, 3) for k, v in res.seconds.items()})
             summary.filled.append(str(path))
         except InpaintError as exc:
-            record.update(status="error", reason=str(exc))
-            summary.failed.append((str(path), str(exc)))
-            log.warning("%s", exc)
+            reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"  # named once
+            record.update(status="error", reason=reason)
+            summary.failed.append((str(path), reason))
+            log.warning("%s", reason)
         append_jsonl(out_dir / RECORDS_NAME, record, fsync=True)
     summary.seconds = time.perf_counter() - t0
     return summary

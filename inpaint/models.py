@@ -311,7 +311,7 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise ModelError(f"model {path} does not exist")
     if (path / "checkpoints").is_dir():
         raise ModelError(f"{path} is a training run without an exported model; run "
-                         f"`inpaint train --out {path} --export-only` to export one")
+                         f"`inpaint train -o {path} --export-only` to export one")
     raise ModelError(f"{path} is not a model directory (no model.json); pass a training run "
                      "directory or its model/ folder")
 

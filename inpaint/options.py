@@ -91,11 +91,12 @@ def quiet_option(help: str | None = QUIET_HELP):
     return click.option("-q", "--quiet", is_flag=True, help=help)
 
 
-MODEL_HELP = "Training run directory or its model/ export (default: the shipped model)."
+MODEL_HELP = ("Training run directory or its model/ export (default, or 'pretrained': the shipped "
+              "model).")
 
 
 def model_option(help: str = MODEL_HELP):
-    """--model: the model directory a command uses (cli._model_path: default the shipped one)."""
+    """--model: the model directory a command uses (cli._load_model: default the shipped one)."""
     return click.option("--model", type=click.Path(path_type=Path), help=help)
 
 

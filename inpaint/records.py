@@ -185,11 +185,32 @@ def _owner(path: Path) -> dict:
         return {}
 
 
-def _describe(owner: dict) -> str:
+def _describe(owner: dict, folder: Path | None = None) -> str:
     if not owner.get("pid"):
-        return "other inpaint processes (shards of one run)"
+        shards = [_describe(o) for o in _live_shard_owners(folder)] if folder else []
+        return "other inpaint processes (shards of one run" + (
+            f": {'; '.join(shards)})" if shards else ")")
     return (f"`inpaint {owner.get('command', '?')}` (PID {owner['pid']} on "
             f"{owner.get('host', '?')}, since {owner.get('started', '?')})")
+
+
+def _live_shard_owners(folder: Path) -> list[dict]:
+    """The owners of the shard locks in `folder` that a running process still holds (a killed
+    shard's file stays behind, unlocked: it is left out)."""
+    owners = []
+    for path in sorted(folder.glob(".inpaint.shard-*.lock")):
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it: stale
+        except OSError:
+            owners.append(_owner(path))
+        finally:
+            os.close(fd)
+    return [o for o in owners if o.get("pid")]
 
 
 def _open_locked(path: Path, exclusive: bool) -> int | None:
@@ -248,7 +269,7 @@ def lock_folder(folder: str | Path, command: str, shard: tuple[int, int] | None 
     try:
         fd = _open_locked(main, exclusive=shard is None)
         if fd is None:
-            raise DirInUse(f"{folder} is in use by {_describe(_owner(main))}; wait for it to "
+            raise DirInUse(f"{folder} is in use by {_describe(_owner(main), folder)}; wait for it to "
                            "finish or use another folder (a lock of a process that is no longer "
                            "running is taken over by itself)")
         held.append((fd, main, shard is None))

@@ -70,13 +70,13 @@ def prepare_run_dir(run_dir: str | Path, cfg: Config, write: bool = True) -> Con
         if conflicts:
             lines = "; ".join(f"{k}: run has {a!r}, asked for {b!r}" for k, a, b in conflicts)
             raise RunDirError(f"{run_dir} holds a run with a different config ({lines}). "
-                              "Resume it without changing these, or train into a new --out.")
+                              "Resume it without changing these, or train into a new --out-dir.")
     if not write:
         return cfg
     if not stored_path.is_file() and run_dir.exists() and any(
             p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise RunDirError(f"{run_dir} is not empty and holds no inpaint run (no config.toml); "
-                          "choose a new or empty --out directory")
+                          "choose a new or empty --out-dir directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, stored_path)
     return cfg
@@ -652,7 +652,7 @@ def _check_losses(losses: dict[str, float], step: int, ckpt_root: Path) -> None:
             if found else "no checkpoint had been written yet")
     shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
     raise Diverged(f"training diverged at step {step} ({shown}); this step was not saved and "
-                   f"{kept}. A lower train.lr, in a new --out, may train stably")
+                   f"{kept}. A lower train.lr, in a new --out-dir, may train stably")
 
 
 def _check_workers_agree(strategy, step: int, run_dir: Path) -> None:

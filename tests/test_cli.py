@@ -208,3 +208,27 @@ def test_train_shows_one_output_spelling_and_still_takes_out(tmp_path):
     r = run_cli("train", "--dataset", data, "--out", tmp_path / "run", "--config",
             ROOT / "configs" / "tiny.toml", "--epochs", 1, "-q")
     assert r.exit_code == 0 and "trained 1 steps" in r.output, r.output
+
+
+def test_help_names_every_pipeline_step_and_every_option():
+    top = run_cli("--help").output
+    assert "inpaint fill PHOTOS" in top and "inpaint serve" in top
+    encoder = run_cli("train-encoder", "--help").output
+    assert "Training updates" in encoder and "learning rate" in encoder
+    assert "No progress bar" in run_cli("evaluate", "--help").output
+    assert "'pretrained'" in run_cli("complete", "--help").output
+
+
+def test_complete_takes_pretrained_as_train_init_from_does(tmp_path):
+    src = write_faces(tmp_path / "in", n=1)
+    r = run_cli("complete", src, "-o", tmp_path / "o", "--model", "pretrained", "--iters", 1,
+                "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "completed" / "000.png").is_file()
+
+
+def test_run_folder_messages_name_the_option_the_command_has(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    r = run_cli("train", "--dataset", write_faces(tmp_path / "in", n=2), "-o", tmp_path / "busy")
+    assert r.exit_code == 1 and "new or empty --out-dir" in r.output

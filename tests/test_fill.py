@@ -315,3 +315,17 @@ def test_fill_reports_its_progress_per_face_and_iteration(tiny_model, astronaut,
                for p in search)
     assert progress_text(search[-1]) == f"face 1/1: search {FAST.iters}/{FAST.iters}"
     assert progress_text(seen[0]) == "detecting faces"
+
+
+def test_each_failed_photo_is_named_and_an_empty_mask_says_so(tmp_path, tiny_run):
+    photo = tmp_path / "me.png"
+    Image.open(ASTRONAUT).save(photo)
+    r = run_cli("fill", photo, "-o", tmp_path / "o1", "--box", "5000,5000,10,10", "--model",
+                tiny_run / "model", "--iters", 1, "-q")
+    assert r.exit_code == 1 and f"failed: {photo}: box 5000,5000,10,10" in r.output
+    white = tmp_path / "white.png"
+    Image.new("L", Image.open(photo).size, 255).save(white)
+    r = run_cli("fill", photo, "-o", tmp_path / "o2", "--mask", white, "--model",
+                tiny_run / "model", "--iters", 1, "-q")
+    assert r.exit_code == 1 and "the mask marks nothing to fill" in r.output
+    assert "outside every" not in r.output

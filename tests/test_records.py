@@ -131,9 +131,10 @@ def test_shards_share_a_folder_but_not_a_shard(tmp_path):
         with pytest.raises(DirInUse, match="shard 1/2 .* already running"):
             with lock_folder(out, "complete", shard=(1, 2)):
                 pass
-        with pytest.raises(DirInUse, match="in use by other inpaint processes"):
+        with pytest.raises(DirInUse, match="in use by other inpaint processes") as err:
             with lock_folder(out, "complete"):
                 pass
+        assert str(err.value).count(f"PID {os.getpid()}") == 2  # each running shard named
     with lock_folder(out, "complete"):  # all shards done: free again
         pass
     assert sorted(p.name for p in out.iterdir()) == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from inpaint.options import (
     search_settings,
 )
 from inpaint.records import lock_folder, recorded_paths
+from inpaint.terminal import plain_progress_when_logged
 
 # Command aliases: the reference code's names and shorter spellings.
 ALIASES = {"train": "train-dcgan"}
@@ -90,58 +90,28 @@ def _os_error_message(exc: OSError) -> str:
     return text
 
 
-class PlainLines:
-    """A stderr for logs and pipes: progress-bar redraws (carriage returns, cursor moves of
-    nested bars) become one plain line per redraw instead of escape codes. Everything else is the
-    wrapped stream's."""
-
-    _CONTROL = re.compile(r"\r|\x1b\[[0-9;]*[A-Za-z]")
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        if "\r" in text or "\x1b[" in text:
-            line = self._CONTROL.sub("", text).rstrip()
-            if line.strip():
-                self._stream.write(line + "\n")
-        elif text.strip():  # whitespace alone: a bar moving to its line, or clearing it
-            self._stream.write(text)
-        return len(text)
-
-    def isatty(self) -> bool:
-        return False
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-
-# In a log, a progress bar redraws at most this often (seconds): one line each time.
-LOG_PROGRESS_INTERVAL = 30
-
-
-def _plain_progress_when_logged() -> None:
-    """Without a terminal on stderr, progress bars print plain lines, every 30 s at most."""
-    if not sys.stderr.isatty() and not isinstance(sys.stderr, PlainLines):
-        sys.stderr = PlainLines(sys.stderr)
-        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL))
-
-
 def _setup_logging(quiet: bool, tensorflow: bool = True, status: str = "loading TensorFlow",
                    ) -> None:
-    """Log to stderr (warnings only with --quiet) and, for commands that use TensorFlow, import
-    it now with its C++ start-up lines (oneDNN, CUDA probing) hidden, after a one-line `status`
-    (the import and a model load take seconds). The C++ lines are shown if the import fails, and
-    always with TF_CPP_MIN_LOG_LEVEL=0."""
+    """Log to stderr (warnings only with --quiet); TensorFlow is imported later, when the model
+    loads (_start_tensorflow), so what can be checked before is, in under a second."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _plain_progress_when_logged()
+    plain_progress_when_logged()
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    if tensorflow and not quiet:
+    _TF_PENDING[:] = [None if quiet else status] if tensorflow else []
+
+
+_TF_PENDING: list = []  # [the status line to show (None: quiet)] until TensorFlow is imported
+
+
+def _start_tensorflow() -> None:
+    """Import TensorFlow, its C++ start-up lines (oneDNN, CUDA) hidden unless it fails or
+    TF_CPP_MIN_LOG_LEVEL=0, after the status line (the import and a model load take seconds)."""
+    if _TF_PENDING and (status := _TF_PENDING.pop()):
         click.echo(f"{status} ...", err=True)
-    if tensorflow and "tensorflow" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+    if "tensorflow" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
         _import_tensorflow_quietly()
 
 
@@ -225,6 +195,7 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
       inpaint train -o runs/mine --export-only      # runs/mine/model/ from the last checkpoint
     """
     _setup_logging(quiet)
+    _start_tensorflow()
     from inpaint import train as training
 
     shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
@@ -290,11 +261,11 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
       inpaint complete faces -o out --model runs/encoder/model --init encoder --iters 50
     """
     _setup_logging(quiet)
-    from inpaint.encoder import SETTINGS_FILE, train_encoder
     if batch_size % 2:
         raise click.BadParameter("must be even (half generated, half real faces)",
                                  param_hint="'--batch-size'")
     loaded = _load_model(model)
+    from inpaint.encoder import SETTINGS_FILE, train_encoder
     datasets = list(datasets) or _recorded_dataset(out / SETTINGS_FILE, "datasets")
     cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                         precision=precision)
@@ -314,6 +285,7 @@ def _lock(folder: Path, command: str, shard=None, chief: bool = True) -> None:
 def _load_model(model: Path | None):
     """Load --model, else (or for "pretrained", as --init-from takes it, unless a folder of that
     name exists) the shipped model (models.shipped_model_dir); exit 2 without either."""
+    _start_tensorflow()
     from inpaint.models import load_model, shipped_model_dir
 
     shipped = model is None or (str(model) == "pretrained" and not model.exists())
@@ -386,7 +358,6 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
     require_inputs(images)
     check_mask_options(click.get_current_context(), mask_path, mask_box)
     _setup_logging(quiet, status="loading TensorFlow and the model")
-    from inpaint.batch import complete_files
     inputs = expand_inputs(images, exclude=out_dir)
     if not inputs:
         raise click.BadParameter("no images match", param_hint="IMAGES")
@@ -399,6 +370,7 @@ def complete_cmd(images, out_dir, model, mask_type, center_scale, missing_fracti
                     folder=mask_path if mask_path and mask_path.is_dir() else None,
                     box=mask_box, seed=opts.seed)
     loaded = _load_model(model)
+    from inpaint.batch import complete_files
     _lock(out_dir, "complete", shard=shard)
     try:
         summary = complete_files(inputs, out_dir, loaded, mask=spec, options=opts,
@@ -456,6 +428,7 @@ def fill_cmd(photos, out_dir, regions, grow, mask_path, box, faces, detail, over
     """
     _setup_logging(quiet)
     from inpaint.fill import fill_files
+    require_inputs(photos)
     if not (regions or mask_path or box):
         raise click.UsageError("say where to fill: --region, --mask or --box")
     inputs = expand_inputs(photos, exclude=out_dir)  # never the outputs of an earlier run

@@ -182,7 +182,7 @@ def test_progress_bars_in_a_log_are_plain_lines():
 
     from tqdm import tqdm
 
-    from inpaint.cli import PlainLines
+    from inpaint.terminal import PlainLines
 
     log = io.StringIO()
     plain = PlainLines(log)
@@ -232,3 +232,22 @@ def test_run_folder_messages_name_the_option_the_command_has(tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     r = run_cli("train", "--dataset", write_faces(tmp_path / "in", n=2), "-o", tmp_path / "busy")
     assert r.exit_code == 1 and "new or empty --out-dir" in r.output
+
+
+def test_bad_inputs_are_refused_before_tensorflow_loads(tmp_path):
+    # each of these used to wait 3-5 s for TensorFlow before saying what was wrong
+    cases = [
+        (["fill", str(tmp_path / "missing.jpg"), "--region", "mouth", "-o", str(tmp_path / "a")],
+         1, "no such file"),
+        (["fill", str(ROOT / "data" / "samples"), "-o", str(tmp_path / "b")], 2, "--region"),
+        (["fill", str(ROOT / "data" / "samples"), "--box", "1,2", "-o", str(tmp_path / "c")],
+         2, "--box"),
+        (["train-encoder", "-o", str(tmp_path / "d"), "--batch-size", "3"], 2, "even"),
+        (["complete", str(ROOT / "data" / "samples"), "--mask", str(tmp_path / "nope"), "-o",
+          str(tmp_path / "e")], 2, "--mask"),
+    ]
+    for args, code, said in cases:
+        run_without_tensorflow(
+            "from click.testing import CliRunner\nfrom inpaint.cli import cli\n"
+            f"r = CliRunner().invoke(cli, {args!r})\n"
+            f"assert r.exit_code == {code} and {said!r} in r.output, r.output")

@@ -43,7 +43,7 @@ from inpaint.blend import poisson_blend
 from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.files import atomic_path, atomic_write_bytes
-from inpaint.images import read_image, to_uint8, write_image
+from inpaint.images import IMAGE_FORMATS, read_image, to_uint8, write_image
 from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
 
@@ -483,8 +483,8 @@ def compare_sheet(before: np.ndarray, result: FillResult) -> np.ndarray:
     return np.concatenate(padded, 0)
 
 
-_SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
-                 ".tif": "TIFF", ".tiff": "TIFF"}
+# every format inpaint reads is written back in it, but GIF (256 colours at most): that is PNG
+_SAVE_FORMATS = {suffix: f for suffix, f in IMAGE_FORMATS.items() if f != "GIF"}
 
 
 def save_photo(path: Path, image: np.ndarray, like: Path) -> Path:

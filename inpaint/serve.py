@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from inpaint import SearchOptions, __version__, read_image
 from inpaint.errors import ImageReadError, InpaintError, NoFaceFound, UsageError
 from inpaint.fill import convex_hull, default_grow, fill, save_photo
+from inpaint.images import IMAGE_FORMATS
 from inpaint.masks import FACE_REGIONS as REGIONS
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 32 * 2**20  # a 24-megapixel JPEG is ~12 MB, its PNG ~40 MB: PNGs that big are refused
 MAX_PIXELS = 25_000_000  # a 6000x4000 camera photo fits
 MAX_WAITING = 8  # requests queued for the model before 503
-SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+# an upload's format -> the suffix its `format=same` answer is written with (save_photo: GIF as PNG)
+SUFFIXES = {fmt: suffix for suffix, fmt in reversed(IMAGE_FORMATS.items())}  # .jpg, .tif
 MEDIA = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp",
          ".tif": "image/tiff"}
 FILL_FIELDS = {"image", "mask", "region", "box", "grow", "faces", "format", "detail", "job"}

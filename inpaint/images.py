@@ -182,11 +182,26 @@ def to_rgb8(im: Image.Image, name: str = "image") -> np.ndarray:
         raise ImageReadError(f"{name}: {exc}") from None
 
 
+class Photo(NamedTuple):
+    """A photo as read_photo reads it. `rgb`: `(H, W, 3) uint8`, as read_image gives it.
+    `source`: the decoded image in its own mode (EXIF orientation applied) where a writer can give
+    that mode back (SOURCE_MODES), else None."""
+
+    rgb: np.ndarray
+    source: Image.Image | None
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file -> `(H, W, 3) uint8` RGB, EXIF orientation applied.
+    """Read an image file -> `(H, W, 3) uint8` RGB, EXIF orientation applied, modes as to_rgb8.
 
     Raises ImageReadError with the reason for missing, unreadable, truncated, tiny or oversized
     files."""
+    return read_photo(path, max_pixels).rgb
+
+
+def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> Photo:
+    """Read an image file as read_image does, keeping the decoded image where its mode is one
+    in_source_mode gives back (grey, grey + alpha, RGBA, 16-bit grey)."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -217,7 +232,42 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageReadError(f"{path}: {reason}") from None
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ImageReadError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} pixels")
-    return arr
+    return Photo(arr, im if im.mode in SOURCE_MODES else None)
+
+
+# A photo's mode -> the mode a filled copy of it keeps (premultiplied alpha written straight).
+# Palette, CMYK, float and 32-bit images come back as 8-bit RGB.
+SOURCE_MODES = {"L": "L", "LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA",
+                **dict.fromkeys(_I16_MODES, "I;16")}
+# The modes each format keeps: what Pillow 13 writes and reads back as written (measured: BMP
+# reads RGBA back as RGB and has no LA, JPEG has no alpha, WebP stores grey as RGB).
+FORMAT_MODES = {"PNG": {"L", "LA", "RGBA", "I;16"}, "TIFF": {"L", "LA", "RGBA", "I;16"},
+                "JPEG": {"L"}, "BMP": {"L"}, "WEBP": {"RGBA"}}
+_16_FROM_8 = 257  # 8-bit k -> 16-bit 257 * k: 255 -> 65535, the inverse of _16_TO_8
+
+
+def in_source_mode(rgb: np.ndarray, source: Image.Image | None, fmt: str | None = None,
+                   ) -> Image.Image:
+    """A copy of `source` changed to `rgb` (`(H, W, 3) uint8`, e.g. filled) in the mode of
+    `source` (SOURCE_MODES) where the format `fmt` keeps it (FORMAT_MODES; None: an image in
+    memory, any mode); else `rgb` as an RGB image. Pixels `rgb` leaves as to_rgb8 reads them keep
+    `source`'s exact values, 16 bits and alpha too; changed ones become grey (Pillow's L) for
+    grey modes, x257 for 16 bits, and keep `source`'s alpha."""
+    mode = SOURCE_MODES.get(source.mode) if source is not None else None
+    if mode is None or (fmt is not None and mode not in FORMAT_MODES.get(fmt, ())):
+        return Image.fromarray(rgb)
+    changed = (rgb != to_rgb8(source)).any(-1)
+    kept = np.asarray(source if source.mode == mode or mode == "I;16" else source.convert(mode))
+    out = kept.astype(np.uint16) if mode == "I;16" else kept.copy()
+    if mode == "RGBA":
+        out[changed, :3] = rgb[changed]
+        return Image.fromarray(out, "RGBA")
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))[changed]
+    if mode == "LA":
+        out[changed, 0] = grey
+    else:
+        out[changed] = grey.astype(out.dtype) * (_16_FROM_8 if mode == "I;16" else 1)
+    return Image.fromarray(out, mode if mode != "I;16" else None)
 
 
 def crop_resize(img: np.ndarray, size: int, crop: str = "center", fraction: float = 1.0,

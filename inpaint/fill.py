@@ -43,14 +43,7 @@ from inpaint.blend import poisson_blend
 from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.files import atomic_path, atomic_write_bytes
-from inpaint.images import (
-    IMAGE_FORMATS,
-    in_source_mode,
-    read_photo,
-    to_rgb8,
-    to_uint8,
-    write_image,
-)
+from inpaint.images import IMAGE_FORMATS, in_source_mode, read_photo, to_rgb8, to_uint8, write_image
 from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
 

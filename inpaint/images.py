@@ -128,6 +128,16 @@ def require_inputs(items: Iterable[str | Path]) -> None:
 _16_TO_8 = 65535 / 255
 _I16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
+# A photo's mode -> the mode a filled copy of it keeps (premultiplied alpha written straight).
+# Palette, CMYK, float and 32-bit images come back as 8-bit RGB.
+SOURCE_MODES = {"L": "L", "LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA",
+                **dict.fromkeys(_I16_MODES, "I;16")}
+# The modes each format keeps: what Pillow 13 writes and reads back as written (measured: BMP
+# reads RGBA back as RGB and has no LA, JPEG has no alpha, WebP stores grey as RGB).
+FORMAT_MODES = {"PNG": {"L", "LA", "RGBA", "I;16"}, "TIFF": {"L", "LA", "RGBA", "I;16"},
+                "JPEG": {"L"}, "BMP": {"L"}, "WEBP": {"RGBA"}}
+_16_FROM_8 = 257  # 8-bit k -> 16-bit 257 * k: 255 -> 65535, the inverse of _16_TO_8
+
 
 class _RangeError(ValueError):
     """Samples a reader cannot map to 8 bits; read_image prefixes the file's name."""
@@ -233,17 +243,6 @@ def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> Photo:
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ImageReadError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} pixels")
     return Photo(arr, im if im.mode in SOURCE_MODES else None)
-
-
-# A photo's mode -> the mode a filled copy of it keeps (premultiplied alpha written straight).
-# Palette, CMYK, float and 32-bit images come back as 8-bit RGB.
-SOURCE_MODES = {"L": "L", "LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA",
-                **dict.fromkeys(_I16_MODES, "I;16")}
-# The modes each format keeps: what Pillow 13 writes and reads back as written (measured: BMP
-# reads RGBA back as RGB and has no LA, JPEG has no alpha, WebP stores grey as RGB).
-FORMAT_MODES = {"PNG": {"L", "LA", "RGBA", "I;16"}, "TIFF": {"L", "LA", "RGBA", "I;16"},
-                "JPEG": {"L"}, "BMP": {"L"}, "WEBP": {"RGBA"}}
-_16_FROM_8 = 257  # 8-bit k -> 16-bit 257 * k: 255 -> 65535, the inverse of _16_TO_8
 
 
 def in_source_mode(rgb: np.ndarray, source: Image.Image | None, fmt: str | None = None,

@@ -43,7 +43,7 @@ from inpaint.blend import poisson_blend
 from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.files import atomic_path, atomic_write_bytes
-from inpaint.images import read_image, to_uint8, write_image
+from inpaint.images import IMAGE_FORMATS, in_source_mode, read_photo, to_rgb8, to_uint8, write_image
 from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
 
@@ -440,7 +440,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     from inpaint.models import LoadedModel, load_model
 
     as_pil = isinstance(image, Image.Image)
-    photo = np.asarray(image.convert("RGB")) if as_pil else np.asarray(image)
+    photo = to_rgb8(image) if as_pil else np.asarray(image)  # any mode, as read_image reads
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise InpaintError(f"image must be (H, W, 3) uint8 or a PIL image, got {photo.shape} "
                            f"{photo.dtype}")
@@ -458,7 +458,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     aligner = aligner or FaceAligner(AlignSettings(size=model.config.model.image_size))
     out = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole, faces=faces,
                      options=options, detail=detail, progress=progress).image
-    return Image.fromarray(out) if as_pil else out
+    return in_source_mode(out, image) if as_pil else out  # in the image's mode (grey, 16-bit)
 
 
 # ----------------------------------------------------------------------------- files
@@ -485,19 +485,21 @@ def compare_sheet(before: np.ndarray, result: FillResult) -> np.ndarray:
     return np.concatenate(padded, 0)
 
 
-_SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
-                 ".tif": "TIFF", ".tiff": "TIFF"}
+# every format inpaint reads is written back in it, but GIF (256 colours at most): that is PNG
+_SAVE_FORMATS = {suffix: f for suffix, f in IMAGE_FORMATS.items() if f != "GIF"}
 
 
-def save_photo(path: Path, image: np.ndarray, like: Path) -> Path:
+def save_photo(path: Path, image: np.ndarray, like: Path, source=None) -> Path:
     """Write `image` atomically in the format of `like` where Pillow writes it losslessly or as
-    JPEG (quality 95, no chroma subsampling); other formats become PNG. Returns the path used."""
+    JPEG (quality 95, no chroma subsampling); other formats become PNG. With `source` (the photo
+    as read, images.read_photo), in its mode where the format keeps it (images.in_source_mode:
+    grey, alpha, 16-bit grey). Returns the path used."""
     fmt = _SAVE_FORMATS.get(like.suffix.lower())
     if fmt is None:
         path, fmt = path.with_suffix(".png"), "PNG"
     kwargs = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}.get(fmt, {})
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format=fmt, **kwargs)
+        in_source_mode(image, source, fmt).save(tmp, format=fmt, **kwargs)
     return path
 
 
@@ -630,7 +632,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             continue
         record = {"input": str(path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         try:
-            photo = read_image(path)
+            photo, source = read_photo(path)
             hole = None
             if mask is not None:
                 mask_file = find_mask_for(mask, path.stem) if mask.is_dir() else mask
@@ -641,7 +643,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
             res = fill_photo(photo, completer, aligner, regions=regions, grow=grow, hole=hole,
                              faces=faces, name=str(path), detail=detail,
                              progress=_postfix(bar) if progress else None)
-            out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path)
+            out = save_photo(out_dir / f"{stem}{path.suffix}", res.image, path, source)
             write_image(out_dir / "compare" / f"{stem}.png", compare_sheet(photo, res))
             record.update(status="filled", output=str(out), size=[photo.shape[1], photo.shape[0]],
                           hole_pixels=int(res.hole.sum()), unfilled_pixels=res.unfilled_pixels,

@@ -18,12 +18,17 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from inpaint.errors import DataError, ImageReadError
+from inpaint.errors import DataError, ImageReadError, UsageError
 from inpaint.files import atomic_write_bytes, open_regular, safe_resolve
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+# The one list of formats inpaint reads, by suffix, for files and folders alike: suffix -> Pillow's
+# format name (which writers use to write a photo back in its own format). A GIF is read as its
+# first frame; other files in a folder are not photos and are skipped.
+IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP",
+                 ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
+IMAGE_SUFFIXES = frozenset(IMAGE_FORMATS)
 
 # Refuse images above this many pixels before decoding them (decompression bombs). 64 Mpx covers
 # any real photo; a header claiming 30000x30000 is refused without allocating 2.7 GB.
@@ -119,13 +124,52 @@ def require_inputs(items: Iterable[str | Path]) -> None:
         raise DataError("; ".join(missing[:3]) + more)
 
 
+# 16-bit samples -> 8: v / 257 rounded (65535 -> 255, 257 * k -> k), the inverse of x257.
+_16_TO_8 = 65535 / 255
+_I16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+# A photo's mode -> the mode a filled copy of it keeps (premultiplied alpha written straight).
+# Palette, CMYK, float and 32-bit images come back as 8-bit RGB.
+SOURCE_MODES = {"L": "L", "LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA",
+                **dict.fromkeys(_I16_MODES, "I;16")}
+# The modes each format keeps: what Pillow 13 writes and reads back as written (measured: BMP
+# reads RGBA back as RGB and has no LA, JPEG has no alpha, WebP stores grey as RGB).
+FORMAT_MODES = {"PNG": {"L", "LA", "RGBA", "I;16"}, "TIFF": {"L", "LA", "RGBA", "I;16"},
+                "JPEG": {"L"}, "BMP": {"L"}, "WEBP": {"RGBA"}}
+_16_FROM_8 = 257  # 8-bit k -> 16-bit 257 * k: 255 -> 65535, the inverse of _16_TO_8
+
+
+class _RangeError(ValueError):
+    """Samples a reader cannot map to 8 bits; read_image prefixes the file's name."""
+
+
+def _wide_to_8(im: Image.Image) -> Image.Image:
+    """One channel of 16-bit, 32-bit integer or float samples -> mode "L", mapped by their range:
+    16-bit modes by 65535/255; "I" within [0, 255] kept, within [0, 65535] as 16-bit; floats
+    within [0, 1] scaled by 255, within [0, 255] kept. _RangeError for anything else."""
+    arr = np.asarray(im, dtype=np.float64)
+    kind = "float" if im.mode == "F" else "integer"
+    if not np.isfinite(arr).all():
+        raise _RangeError(f"{kind} image with NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if im.mode in _I16_MODES or (im.mode == "I" and 0 <= lo and 255 < hi <= 65535):
+        scale = 1 / _16_TO_8
+    elif im.mode == "F" and 0 <= lo and hi <= 1:
+        scale = 255.0
+    elif 0 <= lo and hi <= 255:
+        scale = 1.0
+    else:
+        accepted = "[0, 1] or [0, 255]" if kind == "float" else "[0, 65535]"
+        raise _RangeError(f"{kind} image with values in [{lo:g}, {hi:g}]; inpaint reads "
+                          f"{accepted}")
+    return Image.fromarray(np.round(arr * scale).astype(np.uint8), mode="L")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB. Transparency is composited over white; 16-bit is scaled to 8."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
-        im = Image.fromarray(arr, mode="L")
+    """Any Pillow mode -> RGB. Transparency is composited over white; wide samples as
+    _wide_to_8."""
+    if im.mode in (*_I16_MODES, "I", "F"):
+        im = _wide_to_8(im)
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("LA", "La", "PA", "RGBa"):
@@ -136,11 +180,38 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
+def to_rgb8(im: Image.Image, name: str = "image") -> np.ndarray:
+    """A Pillow image of any mode -> `(H, W, 3) uint8` RGB, as inpaint reads every photo:
+    grey, palette and CMYK converted; transparency composited over white; 16-bit samples scaled
+    by 65535/255 (rounded); 32-bit integer samples within [0, 255] kept, within [0, 65535] as
+    16-bit; float samples within [0, 1] scaled by 255, within [0, 255] kept. Anything else
+    (negative, too large, NaN or infinite) is an ImageReadError naming `name` and the range found."""
+    try:
+        return np.asarray(_to_rgb(im), dtype=np.uint8).copy()
+    except _RangeError as exc:
+        raise ImageReadError(f"{name}: {exc}") from None
+
+
+class Photo(NamedTuple):
+    """A photo as read_photo reads it. `rgb`: `(H, W, 3) uint8`, as read_image gives it.
+    `source`: the decoded image in its own mode (EXIF orientation applied) where a writer can give
+    that mode back (SOURCE_MODES), else None."""
+
+    rgb: np.ndarray
+    source: Image.Image | None
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file -> `(H, W, 3) uint8` RGB, EXIF orientation applied.
+    """Read an image file -> `(H, W, 3) uint8` RGB, EXIF orientation applied, modes as to_rgb8.
 
     Raises ImageReadError with the reason for missing, unreadable, truncated, tiny or oversized
     files."""
+    return read_photo(path, max_pixels).rgb
+
+
+def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> Photo:
+    """Read an image file as read_image does, keeping the decoded image where its mode is one
+    in_source_mode gives back (grey, grey + alpha, RGBA, 16-bit grey)."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -156,8 +227,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                                 im.n_frames)
                 im.load()
                 im = ImageOps.exif_transpose(im)
-                im = _to_rgb(im)
-                arr = np.asarray(im, dtype=np.uint8).copy()
+                arr = to_rgb8(im, str(path))
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -172,7 +242,31 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageReadError(f"{path}: {reason}") from None
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ImageReadError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} pixels")
-    return arr
+    return Photo(arr, im if im.mode in SOURCE_MODES else None)
+
+
+def in_source_mode(rgb: np.ndarray, source: Image.Image | None, fmt: str | None = None,
+                   ) -> Image.Image:
+    """A copy of `source` changed to `rgb` (`(H, W, 3) uint8`, e.g. filled) in the mode of
+    `source` (SOURCE_MODES) where the format `fmt` keeps it (FORMAT_MODES; None: an image in
+    memory, any mode); else `rgb` as an RGB image. Pixels `rgb` leaves as to_rgb8 reads them keep
+    `source`'s exact values, 16 bits and alpha too; changed ones become grey (Pillow's L) for
+    grey modes, x257 for 16 bits, and keep `source`'s alpha."""
+    mode = SOURCE_MODES.get(source.mode) if source is not None else None
+    if mode is None or (fmt is not None and mode not in FORMAT_MODES.get(fmt, ())):
+        return Image.fromarray(rgb)
+    changed = (rgb != to_rgb8(source)).any(-1)
+    kept = np.asarray(source if source.mode == mode or mode == "I;16" else source.convert(mode))
+    out = kept.astype(np.uint16) if mode == "I;16" else kept.copy()
+    if mode == "RGBA":
+        out[changed, :3] = rgb[changed]
+        return Image.fromarray(out, "RGBA")
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))[changed]
+    if mode == "LA":
+        out[changed, 0] = grey
+    else:
+        out[changed] = grey.astype(out.dtype) * (_16_FROM_8 if mode == "I;16" else 1)
+    return Image.fromarray(out, mode if mode != "I;16" else None)
 
 
 def crop_resize(img: np.ndarray, size: int, crop: str = "center", fraction: float = 1.0,
@@ -231,10 +325,23 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
-    """Write `(H, W, 3)` or `(H, W)` uint8 (or float in [-1, 1]) atomically; format by suffix."""
+    """Write `(H, W, 3)` or `(H, W)` atomically as 8-bit; format by suffix (JPEG for .jpg/.jpeg,
+    else PNG). It takes uint8 [0, 255], written as it is, or floats in the networks' range
+    [-1, 1] (to_uint8). UsageError for any other dtype, NaN or infinite values, or floats outside
+    [-1, 1]: written as they are they would be silently black or clipped."""
     import io
 
-    arr = img if img.dtype == np.uint8 else to_uint8(img)
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise UsageError(f"write_image takes uint8 in [0, 255] or floats in [-1, 1], got "
+                             f"{arr.dtype}")
+        if not np.isfinite(arr).all():
+            raise UsageError(f"write_image: {path}: the image has NaN or infinite values")
+        if arr.size and (arr.min() < -1 or arr.max() > 1):
+            raise UsageError(f"write_image: {path}: floats must be in [-1, 1] (the networks' "
+                             f"range), got [{arr.min():g}, {arr.max():g}]; uint8 for [0, 255]")
+        arr = to_uint8(arr)
     path = Path(path)
     buf = io.BytesIO()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")

@@ -371,8 +371,7 @@ class Completer:
         is then tuned per image. Returns a CompletionResult; `losses` are those of the winning
         restart of each image (and "finetune_<name>" (finetune_steps + 1, B) of the tuning)."""
         opts = self.options
-        images = np.asarray(images)
-        masks = np.asarray(masks, np.float32)
+        images, masks = self._checked(images, masks)
         b, k = len(images), opts.restarts
         weights = masklib.context_weights(masks) if opts.context_weighting == "yeh" else masks
         target = np.repeat(to_float(images), k, axis=0)
@@ -399,6 +398,30 @@ class Completer:
         completed = paste(images, generated, paste_masks)
         blended = blend(images, generated, masks) if blend_result and not self.lowres else None
         return CompletionResult(z[idx], generated, completed, blended, losses, shifts[idx])
+
+    def _checked(self, images, masks) -> tuple[np.ndarray, np.ndarray]:
+        """The batch as the search takes it, checked at the door: images (B, S, S, 3) uint8 of the
+        model's size S, masks (B, S, S) finite in [0, 1] -> float32. UsageError naming what was
+        expected: a float image in [0, 1] read as uint8 would be a black target, and out-of-range
+        masks weight the loss as nothing else does."""
+        images, s = np.asarray(images), self.image_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (s, s, 3):
+            raise UsageError(f"images must be (B, {s}, {s}, 3) uint8 in [0, 255] (this model's "
+                             f"size), got {images.shape} {images.dtype}")
+        try:
+            masks = np.asarray(masks, np.float32)
+        except (TypeError, ValueError):
+            raise UsageError(f"masks must be numbers, got {type(masks).__name__}") from None
+        if masks.shape != images.shape[:3]:
+            raise UsageError(f"masks must be {images.shape[:3]} (one (S, S) mask per image), "
+                             f"got {masks.shape}")
+        if not np.isfinite(masks).all():
+            raise UsageError("masks must be finite and in [0, 1] (1 = known), got NaN or "
+                             "infinite values")
+        if masks.size and (masks.min() < 0 or masks.max() > 1):
+            raise UsageError("masks must be finite and in [0, 1] (1 = known), got values in "
+                             f"[{masks.min():g}, {masks.max():g}]")
+        return images, masks
 
     def _finetuner(self) -> GeneratorFinetune:
         """The GeneratorFinetune of these networks and options, built on first use."""

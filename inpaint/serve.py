@@ -32,9 +32,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from inpaint import SearchOptions, __version__, read_image
+from inpaint import SearchOptions, __version__
 from inpaint.errors import ImageReadError, InpaintError, NoFaceFound, UsageError
 from inpaint.fill import convex_hull, default_grow, fill, save_photo
+from inpaint.images import IMAGE_FORMATS, Photo, read_photo
 from inpaint.masks import FACE_REGIONS as REGIONS
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 32 * 2**20  # a 24-megapixel JPEG is ~12 MB, its PNG ~40 MB: PNGs that big are refused
 MAX_PIXELS = 25_000_000  # a 6000x4000 camera photo fits
 MAX_WAITING = 8  # requests queued for the model before 503
-SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+# an upload's format -> the suffix its `format=same` answer is written with (save_photo: GIF as PNG)
+SUFFIXES = {fmt: suffix for suffix, fmt in reversed(IMAGE_FORMATS.items())}  # .jpg, .tif
 MEDIA = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp",
          ".tif": "image/tiff"}
 FILL_FIELDS = {"image", "mask", "region", "box", "grow", "faces", "format", "detail", "job"}
@@ -114,8 +116,9 @@ def _parse_fill(form) -> dict:
     return kw
 
 
-def _decode_photo(data: bytes, filename: str) -> tuple[np.ndarray, str]:
-    """Upload bytes -> (photo (H, W, 3) uint8 as `inpaint fill` reads it, its suffix)."""
+def _decode_photo(data: bytes, filename: str) -> tuple[Photo, str]:
+    """Upload bytes -> (the photo as `inpaint fill` reads it (images.read_photo: (H, W, 3) uint8
+    and, for grey, alpha and 16-bit photos, the decoded image), its suffix)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "photo").name)[:80] or "photo"
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -129,7 +132,7 @@ def _decode_photo(data: bytes, filename: str) -> tuple[np.ndarray, str]:
         path = Path(tmp) / name
         path.write_bytes(data)
         try:
-            photo = read_image(path)
+            photo = read_photo(path)
         except ImageReadError as exc:
             raise BadRequest(str(exc).replace(f"{tmp}/", "")) from None
     return photo, SUFFIXES.get(fmt, ".png")
@@ -150,10 +153,11 @@ def _decode_mask(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(gray) >= 128
 
 
-def _encode(image: np.ndarray, suffix: str) -> tuple[bytes, str]:
-    """The filled photo as `inpaint fill` writes it (save_photo): bytes and their suffix."""
+def _encode(image: np.ndarray, suffix: str, source=None) -> tuple[bytes, str]:
+    """The filled photo as `inpaint fill` writes it (save_photo, in the mode of `source`, the
+    photo as read, where the format keeps it): bytes and their suffix."""
     with tempfile.TemporaryDirectory(prefix="inpaint-serve-") as tmp:
-        out = save_photo(Path(tmp) / f"filled{suffix}", image, Path(f"x{suffix}"))
+        out = save_photo(Path(tmp) / f"filled{suffix}", image, Path(f"x{suffix}"), source)
         return out.read_bytes(), out.suffix
 
 
@@ -202,7 +206,8 @@ class Server:
     async def fill(self, request: Request):
         form, image = await _files(request)
         kw = _parse_fill(form)
-        photo, suffix = await run_in_threadpool(_decode_photo, await image.read(), image.filename)
+        (photo, source), suffix = await run_in_threadpool(_decode_photo, await image.read(),
+                                                          image.filename)
         mask = form.get("mask")
         if mask is not None:
             if isinstance(mask, str):
@@ -233,7 +238,8 @@ class Server:
         finally:
             self.jobs.pop(job, None)
         self.last_seconds = round(time.perf_counter() - t0, 2)
-        data, ext = await run_in_threadpool(_encode, out, suffix if fmt == "same" else ".png")
+        data, ext = await run_in_threadpool(_encode, out, suffix if fmt == "same" else ".png",
+                                            source)
         stem = Path(image.filename or "photo").stem or "photo"
         return Response(data, media_type=MEDIA[ext], headers={
             "Content-Disposition": f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", stem)}-filled{ext}"',
@@ -252,7 +258,7 @@ class Server:
 
     async def faces(self, request: Request):
         form, image = await _files(request)
-        photo, _ = await run_in_threadpool(_decode_photo, await image.read(), image.filename)
+        (photo, _), _ = await run_in_threadpool(_decode_photo, await image.read(), image.filename)
         found = await self.run(face_outlines, photo, self.aligner)
         return JSONResponse({"width": photo.shape[1], "height": photo.shape[0], "faces": found})
 

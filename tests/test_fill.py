@@ -329,3 +329,49 @@ def test_each_failed_photo_is_named_and_an_empty_mask_says_so(tmp_path, tiny_run
                 tiny_run / "model", "--iters", 1, "-q")
     assert r.exit_code == 1 and "the mask marks nothing to fill" in r.output
     assert "outside every" not in r.output
+
+
+def test_api_reads_16_bit_and_float_pil_images_as_the_cli_does(tiny_model, astronaut, aligner16):
+    gray = np.asarray(Image.fromarray(astronaut).convert("L"))
+    as_read = np.repeat(gray[..., None], 3, -1)  # what read_image gives for either file
+    deep = Image.fromarray(gray.astype(np.uint16) * 257)  # "I;16", as a 16-bit PNG opens
+    floats = Image.fromarray(gray.astype(np.float32) / 255, "F")  # a float TIFF in [0, 1]
+    want = fill(as_read, region="mouth", model=tiny_model, options=FAST, aligner=aligner16)
+    for im in (deep, floats):
+        out = fill(im, region="mouth", model=tiny_model, options=FAST, aligner=aligner16)
+        assert isinstance(out, Image.Image) and out.size == im.size
+        assert (np.asarray(out.convert("RGB")) == want).all() or out.mode == "I;16"
+    out = fill(deep, region="mouth", model=tiny_model, options=FAST, aligner=aligner16)
+    assert out.mode == "I;16"  # given back as it came, the fill scaled to 16 bits
+    filled = (want != as_read).any(-1)
+    assert (np.asarray(out)[~filled] == gray[~filled].astype(np.uint16) * 257).all()
+    assert (np.asarray(out)[filled] == np.asarray(Image.fromarray(want).convert("L"))[filled]
+            .astype(np.uint16) * 257).all()
+
+
+def test_cli_fill_gives_grey_alpha_and_16_bit_photos_back_in_their_mode(tmp_path, tiny_run,
+                                                                        astronaut):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gray = np.asarray(Image.fromarray(astronaut).convert("L"))
+    alpha = np.tile(np.arange(256, dtype=np.uint8), (512, 2))  # every opacity, 512x512
+    deep = gray.astype(np.uint16) * 257 + 100  # not x257: 8 bits could not give these back
+    inputs = {"gray.png": Image.fromarray(gray),
+              "alpha.png": Image.fromarray(np.dstack([gray, alpha]), "LA"),
+              "rgba.tif": Image.fromarray(np.dstack([astronaut, alpha]), "RGBA"),
+              "deep.png": Image.fromarray(deep), "deep16.tif": Image.fromarray(deep)}
+    for name, im in inputs.items():
+        im.save(photos / name)
+    r = run_cli("fill", photos, "-o", tmp_path / "out", "--region", "mouth", "--model",
+                tiny_run / "model", "--iters", 3, "-q")
+    assert r.exit_code == 0 and "filled 5" in r.output, r.output
+    for name, im in inputs.items():
+        out = Image.open(tmp_path / "out" / name)
+        assert out.mode == im.mode and out.size == im.size, name
+        before, after = np.asarray(im).astype(np.int64), np.asarray(out).astype(np.int64)
+        changed = (before != after).reshape(512, 512, -1).any(-1)
+        assert 100 < changed.sum() < 20000, name  # the mouth; every other pixel exact
+        if im.mode in ("LA", "RGBA"):
+            assert (after[..., -1] == alpha).all(), name  # alpha as it was
+        if name.startswith("deep"):
+            assert (after[changed] % 257 == 0).all()  # the 8-bit fill, x257

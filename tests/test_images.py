@@ -174,3 +174,75 @@ def test_contact_sheet_places_magnified_tiles_under_titles():
     assert (sheet[header:header + 12, 16:28] == 255).all()  # None: left blank
     assert (sheet[header + 14:header + 26, 2:14] == 200).all()
     assert (sheet[:header, 2:14] < 128).any() and (sheet[:header, 16:28] < 128).any()
+
+
+def test_folders_take_tiff_and_gif_like_single_files_and_still_skip_other_files(tmp_path):
+    from inpaint.images import IMAGE_SUFFIXES, walk_inputs
+
+    photo = np.random.default_rng(0).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    for name in ("a.tif", "b.TIFF", "c.gif", "d.png"):
+        Image.fromarray(photo).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "e.psd").write_bytes(b"8BPS")
+    found = [p.name for p in find_images(tmp_path)]
+    assert found == ["a.tif", "b.TIFF", "c.gif", "d.png"]
+    assert [f.path.name for f in walk_inputs([str(tmp_path / "*")])] == found
+    assert {".tif", ".tiff", ".gif"} <= IMAGE_SUFFIXES
+    for name in ("a.tif", "b.TIFF"):  # read as a single file reads them
+        assert (read_image(tmp_path / name) == photo).all()
+    assert read_image(tmp_path / "c.gif").shape == photo.shape  # palette: first frame, RGB
+
+
+def test_gif_is_read_as_its_first_frame(tmp_path):
+    first, second = (Image.new("RGB", (4, 4), c) for c in ((255, 0, 0), (0, 0, 255)))
+    first.save(tmp_path / "a.gif", save_all=True, append_images=[second])
+    assert (read_image(tmp_path / "a.gif") == (255, 0, 0)).all()
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.0, 0.5, 1.0], [0, 128, 255]),  # within [0, 1]: scaled by 255
+    ([0.0, 2.0, 255.0], [0, 2, 255]),  # within [0, 255]: kept
+])
+def test_float_images_are_read_by_their_range(tmp_path, values, expected):
+    arr = np.array([values, values], np.float32)
+    Image.fromarray(arr, "F").save(tmp_path / "f.tif")
+    got = read_image(tmp_path / "f.tif")
+    assert got.shape == (2, 3, 3) and (got == np.array(expected)[None, :, None]).all()
+
+
+@pytest.mark.parametrize("bad, shown", [(-0.5, r"\[-0.5, 1\]"), (300.0, r"\[0, 300\]"),
+                                        (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
+def test_float_images_out_of_range_are_refused_naming_the_file_and_range(tmp_path, bad, shown):
+    arr = np.array([[0.0, 1.0], [bad, 0.5]], np.float32)
+    Image.fromarray(arr, "F").save(tmp_path / "f.tif")
+    with pytest.raises(ImageReadError, match=f"f.tif: .*{shown}"):
+        read_image(tmp_path / "f.tif")
+
+
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    from inpaint.images import to_rgb8
+
+    deep = np.array([[0, 257 * 100, 257 * 100 + 128], [1000, 65535, 300]], np.uint16)
+    want = np.array([[0, 100, 100], [4, 255, 1]], np.uint8)
+    images = {"I;16": Image.fromarray(deep), "I": Image.fromarray(deep).convert("I"),
+              "I;16B": Image.frombytes("I;16B", (3, 2), deep.astype(">u2").tobytes())}
+    for mode, im in images.items():
+        assert im.mode == mode
+        got = to_rgb8(im)
+        assert got.dtype == np.uint8 and got.shape == (2, 3, 3), mode
+        assert (got == want[..., None]).all(), mode
+    Image.fromarray(deep).save(tmp_path / "d.png")
+    assert (read_image(tmp_path / "d.png") == want[..., None]).all()
+
+
+def test_write_image_refuses_non_finite_and_out_of_range_arrays(tmp_path):
+    from inpaint.errors import UsageError
+
+    nan = np.full((4, 4, 3), np.nan, np.float32)
+    for bad, why in ((nan, "NaN or infinite"), (np.full((4, 4), 3.0), r"\[-1, 1\]"),
+                     (np.zeros((4, 4, 3), np.uint16), "uint8")):
+        with pytest.raises(UsageError, match=why):
+            write_image(tmp_path / "x.png", bad)
+    assert not (tmp_path / "x.png").exists()
+    write_image(tmp_path / "ok.png", np.full((4, 4, 3), 1.0, np.float32))  # [-1, 1]: kept
+    assert (read_image(tmp_path / "ok.png") == 255).all()

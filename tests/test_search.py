@@ -286,3 +286,20 @@ def test_multi_code_search_keeps_known_pixels_and_does_not_depend_on_the_batch(m
     assert (whole.completed[known] == images[known]).all()
     assert (whole.losses["total"][-1] < whole.losses["total"][0]).all()
     assert np.abs(whole.z).max() <= 1.0
+
+
+@pytest.mark.parametrize("images, masks, why", [
+    (faces().astype(np.float32) / 255, None, "uint8"),  # floats in [0, 1]: the wrong kind
+    (faces(size=32), None, r"\(B, 16, 16, 3\)"),  # another model's size
+    (faces()[..., 0], None, r"\(B, 16, 16, 3\)"),
+    (faces(), np.full((3, 16, 16), 2.0), r"in \[0, 1\]"),
+    (faces(), np.full((3, 16, 16), np.nan), r"in \[0, 1\]"),
+    (faces(), np.ones((3, 16, 16, 1)), r"\(3, 16, 16\)"),
+    (faces(), np.ones((2, 16, 16)), r"\(3, 16, 16\)"),
+])
+def test_completer_refuses_images_and_masks_of_the_wrong_kind(model, images, masks, why):
+    from inpaint.errors import UsageError
+
+    masks = np.stack([build_mask("center", 16)] * len(images)) if masks is None else masks
+    with pytest.raises(UsageError, match=why):
+        Completer(model, SearchOptions(iters=1))(images, masks)

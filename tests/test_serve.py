@@ -93,6 +93,18 @@ def test_fill_answers_the_photos_own_format_when_asked(client):
 
 
 @needs_dlib
+def test_fill_answers_grey_and_16_bit_photos_in_their_mode(client, photo):
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    for src in (gray, gray.astype(np.uint16) * 257 + 100):
+        r = post_fill(client, png_bytes(src), {"region": "nose"})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        out = Image.open(io.BytesIO(r.content))
+        assert out.mode == Image.fromarray(src).mode
+        changed = np.asarray(out) != src
+        assert 0 < changed.sum() < 20000  # the nose; the rest exact, 16 bits too
+
+
+@needs_dlib
 def test_mask_fills_only_its_black_pixels(client, photo):
     mask = np.full(photo.shape[:2], 255, np.uint8)
     mask[118:128, 195:215] = 0  # on the cheek (face box 175-265, 76-166)

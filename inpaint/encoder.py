@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from inpaint import __version__
 from inpaint.checkpoints import CheckpointedTrainer, load_optimizer_arrays, optimizer_arrays
 from inpaint.config import DataConfig, EncoderConfig, ModelConfig
 from inpaint.data import load_face_dataset
-from inpaint.errors import Interrupted, RunDirError
+from inpaint.errors import Interrupted, ResourceError, RunDirError
 from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
 from inpaint.images import to_float
@@ -203,12 +204,54 @@ def _open_settings(run_dir: Path, settings: dict, cfg: EncoderConfig, write: boo
                           "resume it with the same ones or use a new --out-dir")
 
 
+def training_bytes(model_cfg: ModelConfig, cfg: EncoderConfig) -> int:
+    """About the memory a training step of the encoder needs: its weights four times over (the
+    weights, their gradients and Adam's two moments, float32) and each convolution's output three
+    times (forward, activation, gradient) for a batch, float32. The generator's share is fixed
+    and small. The default (32 filters, batch 64) comes to about 71 MB; 100,000 filters to 168 TB."""
+    c_in, side, weights, activations = model_cfg.channels + 1, model_cfg.image_size, 0, 0
+    for i in range(model_cfg.n_up):
+        c_out, side = cfg.filters * 2 ** i, max(1, side // 2)
+        weights += model_cfg.kernel_size ** 2 * c_in * c_out + c_out
+        activations += side * side * c_out
+        c_in = c_out
+    weights += side * side * c_in * model_cfg.z_dim + model_cfg.z_dim
+    return 4 * (4 * weights + 3 * cfg.batch_size * activations)
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(model_cfg: ModelConfig, cfg: EncoderConfig) -> None:
+    """ResourceError, naming the options to lower, when a training step would need more memory
+    than the machine has: refused before anything is loaded, not as TensorFlow's OOM later."""
+    need, have = training_bytes(model_cfg, cfg), _physical_memory()
+    if have is not None and need > have:
+        raise ResourceError(
+            f"an encoder of {cfg.filters} filters at batch size {cfg.batch_size} needs about "
+            f"{_size(need)} to train; this machine has {_size(have)}: lower --filters (default "
+            f"{EncoderConfig.filters}) or --batch-size")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"
+
+
 def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
                   cfg: EncoderConfig | None = None, *, progress: bool = False) -> EncoderResult:
     """Train (or resume) an encoder for `model` (a LoadedModel) on the aligned faces below
     `datasets`, into `run_dir`; export run_dir/model at the end. Ctrl-C saves a checkpoint and
     raises Interrupted."""
     cfg = (cfg or EncoderConfig()).validate()
+    check_fits(model.config.model, cfg)
     run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
     with lock_folder(run_dir, "train-encoder"):
         settings = _settings(model, cfg, datasets)
@@ -229,6 +272,11 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
                 trainer.save_checkpoint(ckpt_root, cfg.keep_checkpoints)
                 raise Interrupted(f"stopped at step {trainer.step}; run the same command to "
                                   "resume") from None
+            except (tf.errors.ResourceExhaustedError, MemoryError):
+                raise ResourceError(
+                    f"out of memory at step {trainer.step} (filters {cfg.filters}, batch size "
+                    f"{cfg.batch_size}); lower --filters or --batch-size and train into a new "
+                    "--out-dir (the checkpoints so far are kept)") from None
         trainer.save_checkpoint(ckpt_root, cfg.keep_checkpoints)
         out = export_with_encoder(model, trainer.encoder, run_dir / "model", {
             "steps": trainer.step, "filters": cfg.filters, "precision": trainer.precision,

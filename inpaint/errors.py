@@ -75,3 +75,7 @@ class Diverged(InpaintError):
 
 class DirInUse(InpaintError):
     """An output or run directory is locked by another running inpaint process."""
+
+
+class ResourceError(InpaintError):
+    """The work needs more memory (or other resources) than the machine has."""

@@ -231,3 +231,45 @@ def test_a_damaged_encoder_checkpoint_is_skipped_and_set_aside(tiny_encoder_run,
     tr.save_checkpoint(ckpts, keep=3)
     assert sorted(p.name for p in ckpts.iterdir()) == [
         "ckpt-0000002", "ckpt-0000003", "damaged-ckpt-0000004"]
+
+
+def test_an_encoder_too_big_for_the_machine_is_refused_before_any_work(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from inpaint.cli import cli
+
+    from .conftest import write_faces
+
+    data = write_faces(tmp_path / "faces", n=8)
+    r = CliRunner().invoke(cli, ["train-encoder", "--model", str(tiny_run), "-o",
+                                 str(tmp_path / "enc"), "--dataset", str(data), "--filters",
+                                 "100000", "-q"])
+    assert r.exit_code == 1 and r.output.count("Error:") == 1, r.output
+    assert "lower --filters" in r.output and "TB" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "enc").exists()  # nothing made
+
+
+def test_an_out_of_memory_step_is_one_error_naming_the_options(tiny_model, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from inpaint import encoder
+    from inpaint.errors import ResourceError
+
+    from .conftest import write_faces
+
+    def oom(*args, **kw):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(encoder, "_loop", oom)
+    cfg = EncoderConfig(filters=4, batch_size=8, steps=1, precision="float32")
+    with pytest.raises(ResourceError, match="out of memory at step 0 .* lower --filters"):
+        encoder.train_encoder(tiny_model, [write_faces(tmp_path / "f", n=8, size=(16, 16))],
+                              tmp_path / "enc", cfg)
+    from inpaint.config import ModelConfig
+
+    def size(filters, batch=64):
+        return encoder.training_bytes(ModelConfig(), EncoderConfig(filters=filters, batch_size=batch))
+    # wide: the weights (filters^2) dominate, so twice the filters is four times the memory
+    assert 3.9 < size(20_000) / size(10_000) < 4.0
+    # with no batch, what is left is the weights four times over in float32: the network's own count
+    assert size(32, batch=0) == 16 * build_encoder(ModelConfig(), 32).count_params()

@@ -208,7 +208,42 @@ class SearchOptions:
     #                            (less detail); docs/search.md
     finetune_hold: float = 10.0  # weight of the squared distance of G's weights to the trained
 
+    @classmethod
+    def of(cls, options) -> SearchOptions:
+        """`options` as SearchOptions: None -> the defaults, a mapping -> its fields (UsageError
+        for a name that is not one), SearchOptions -> itself; UsageError for anything else."""
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if isinstance(options, typing.Mapping):
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(str(k) for k in options if k not in names)
+            if unknown:
+                raise UsageError(f"unknown search option {unknown[0]!r}; the options are "
+                                 f"{', '.join(sorted(names))}")
+            return cls(**options)
+        raise UsageError(f"options must be SearchOptions or a dict of its fields, got "
+                         f"{type(options).__name__}")
+
+    def _check_types(self) -> None:
+        """Each field of its annotated type (an int where a float is expected is fine; a bool is
+        not a number here): a string for `iters` fails here, not deep in the search."""
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value, allowed = getattr(self, name), typing.get_args(hint) or (hint,)
+            if value is None:
+                ok = type(None) in allowed
+            elif bool in allowed or str in allowed:
+                ok = isinstance(value, tuple(allowed))
+            else:  # numbers: a bool is not one; an int is a float
+                ok = not isinstance(value, bool) and isinstance(
+                    value, (int, float) if float in allowed else int)
+            if not ok:
+                kinds = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
+                raise UsageError(f"search option {name} must be {kinds}, got {value!r}")
+
     def validate(self) -> SearchOptions:
+        self._check_types()
         for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr", "finetune_lr",
                      "finetune_hold"):
             value = getattr(self, name)

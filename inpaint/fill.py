@@ -44,8 +44,10 @@ from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.files import atomic_path, atomic_write_bytes
 from inpaint.images import IMAGE_FORMATS, in_source_mode, read_photo, to_rgb8, to_uint8, write_image
-from inpaint.masks import FACE_REGIONS, find_mask_for, image_seed, read_mask_image
+from inpaint.masks import FACE_REGIONS, check_box, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
+
+MAX_GROW = 1000.0  # pixels a region may be grown by (--grow, the page's field): past any face
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ def square_in_photo(transform: np.ndarray, size: int, shape: tuple[int, int]) ->
 def box_hole(box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
     """`(H, W)` bool hole over the box (x, y, w, h) in photo pixels; MaskError if it does not
     fit the photo."""
-    x, y, w, h = box
+    x, y, w, h = check_box(box)
     height, width = shape
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise MaskError(f"box {x},{y},{w},{h} must have a positive size and lie inside the "
@@ -270,7 +272,7 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     if isinstance(model, Completer) and options is not None:
         raise UsageError("fill_photo: give the options to the Completer, not to both")
     completer = model if isinstance(model, Completer) else Completer(model, options)
-    _check_request(photo, completer, aligner, regions, hole, name)
+    _check_request(photo, completer, aligner, regions, hole, name, grow)
     check_detail(detail)
     tell = progress or (lambda _: None)
     t0 = time.perf_counter()
@@ -300,15 +302,17 @@ def fill_photo(photo: np.ndarray, model, aligner, *, regions: Sequence[str] = ()
     return result
 
 
-def _check_request(photo, completer, aligner, regions, hole, name: str) -> None:
+def _check_request(photo, completer, aligner, regions, hole, name: str, grow=None) -> None:
     shape = photo.shape[:2]
     if not regions and hole is None:
         raise MaskError("nothing to fill: give a region, a mask or a box")
+    if hole is not None and hole.shape != shape:
+        raise MaskError(f"{name}: the mask is {'x'.join(map(str, hole.shape[::-1]))}, the "
+                        f"photo {shape[1]}x{shape[0]}")
     if not regions and not hole.any():
         raise MaskError(f"{name}: the mask marks nothing to fill (black = fill, white = keep)")
-    if hole is not None and hole.shape != shape:
-        raise MaskError(f"{name}: the mask is {hole.shape[1]}x{hole.shape[0]}, the photo "
-                        f"{shape[1]}x{shape[0]}")
+    if grow is not None and not (np.isfinite(grow) and 0 <= grow <= MAX_GROW):
+        raise MaskError(f"grow must be a number of pixels in [0, {MAX_GROW}], got {grow}")
     size = completer.image_size
     if aligner.settings.size != size:
         raise InpaintError(f"the aligner makes {aligner.settings.size}-pixel faces; the model "
@@ -453,7 +457,7 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
     if mask is not None:
         hole = np.asarray(mask) < 0.5 if np.asarray(mask).dtype != bool else ~np.asarray(mask)
     if box is not None:
-        b = box_hole(tuple(int(v) for v in box), photo.shape[:2])
+        b = box_hole(box, photo.shape[:2])
         hole = b if hole is None else hole | b
     aligner = aligner or FaceAligner(AlignSettings(size=model.config.model.image_size))
     out = fill_photo(photo, model, aligner, regions=regions, grow=grow, hole=hole, faces=faces,

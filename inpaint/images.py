@@ -212,6 +212,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> Photo:
     """Read an image file as read_image does, keeping the decoded image where its mode is one
     in_source_mode gives back (grey, grey + alpha, RGBA, 16-bit grey)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ImageReadError(f"read_image takes a file path, got {type(path).__name__}")
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -325,8 +327,8 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
-    """Write `(H, W, 3)` or `(H, W)` atomically as 8-bit; format by suffix (JPEG for .jpg/.jpeg,
-    else PNG). It takes uint8 [0, 255], written as it is, or floats in the networks' range
+    """Write `(H, W, 3)`, `(H, W)` or (not as JPEG) `(H, W, 4)` atomically as 8-bit; format by
+    suffix (JPEG for .jpg/.jpeg, else PNG). It takes uint8 [0, 255], written as it is, or floats in the networks' range
     [-1, 1] (to_uint8). UsageError for any other dtype, NaN or infinite values, or floats outside
     [-1, 1]: written as they are they would be silently black or clipped."""
     import io
@@ -342,9 +344,16 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
             raise UsageError(f"write_image: {path}: floats must be in [-1, 1] (the networks' "
                              f"range), got [{arr.min():g}, {arr.max():g}]; uint8 for [0, 255]")
         arr = to_uint8(arr)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))) or not arr.size:
+        raise UsageError(f"write_image: {path}: an image is (H, W), (H, W, 3) or (H, W, 4), got "
+                         f"{arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
     path = Path(path)
     buf = io.BytesIO()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] == 4:
+        raise UsageError(f"write_image: {path}: JPEG has no alpha; write RGB or a .png")
     Image.fromarray(arr).save(buf, format=fmt)
     atomic_write_bytes(path, buf.getvalue())
 

@@ -58,6 +58,8 @@ def image_seed(seed: int, stem: str, stream: int = Z_STREAM) -> list[int]:
 def build_mask(kind: str, size: int, *, center_scale: float = 0.25,
                missing_fraction: float = 0.8, seed: int | list[int] = 0) -> np.ndarray:
     """A mask of type `kind` for a `size` x `size` image: `(size, size) float32`, 1 = known."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise MaskError(f"mask size must be a whole number of pixels >= 1, got {size!r}")
     m = np.ones((size, size), np.float32)
     half = size // 2
     if kind == "center":
@@ -89,9 +91,22 @@ def build_mask(kind: str, size: int, *, center_scale: float = 0.25,
     return m
 
 
+def check_box(box) -> tuple[int, int, int, int]:
+    """`box` as four whole numbers (x, y, w, h); MaskError for anything else (NaN, 2.5, three
+    numbers, a string)."""
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(np.isfinite(v) and v == int(v) for v in values):
+        raise MaskError(f"a box is four whole numbers x, y, w, h (pixels), got {box!r}")
+    x, y, w, h = (int(v) for v in values)
+    return x, y, w, h
+
+
 def box_mask(box: tuple[int, int, int, int], size: int) -> np.ndarray:
     """A hole over the box `(x, y, w, h)` in model pixel coordinates: `(size, size) float32`."""
-    x, y, w, h = box
+    x, y, w, h = check_box(box)
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > size or y + h > size:
         raise MaskError(f"mask box {x},{y},{w},{h} must have a positive size and lie inside the "
                         f"{size}x{size} model image")

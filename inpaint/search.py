@@ -17,6 +17,7 @@ mode. The file layer over this is inpaint.batch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from inpaint.blend import poisson_blend
 from inpaint.config import SearchOptions
 from inpaint.errors import Diverged, UsageError
 from inpaint.images import to_float, to_uint8
-from inpaint.models import LoadedModel, cast_networks, precision_policy, propose
+from inpaint.models import LoadedModel, cast_networks, load_model, precision_policy, propose
 from inpaint.ops import translate
 
 __all__ = ["CompletionResult", "Completer", "GeneratorFinetune", "LatentSearch",
@@ -344,7 +345,9 @@ class Completer:
     be honoured (an encoder start without an encoder, ...)."""
 
     def __init__(self, model, options: SearchOptions | None = None, lowres: bool = False):
-        options = (options or SearchOptions()).validate()
+        options = SearchOptions.of(options).validate()
+        if isinstance(model, (str, os.PathLike)):  # a model directory, as load_model takes it
+            model = load_model(model)
         generator, discriminator, self.encoder = _networks_of(model)
         self.lowres = lowres
         self.from_encoder = use_encoder(options, self.encoder, lowres)
@@ -408,6 +411,8 @@ class Completer:
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (s, s, 3):
             raise UsageError(f"images must be (B, {s}, {s}, 3) uint8 in [0, 255] (this model's "
                              f"size), got {images.shape} {images.dtype}")
+        if not len(images):
+            raise UsageError("no images to complete (a batch of 0)")
         try:
             masks = np.asarray(masks, np.float32)
         except (TypeError, ValueError):
@@ -449,8 +454,8 @@ def _networks_of(model) -> tuple:
         return model.generator, model.discriminator, model.encoder
     if isinstance(model, tuple) and len(model) in (2, 3):
         return (*model, None)[:3]
-    raise TypeError(f"Completer takes a LoadedModel or (generator, discriminator[, encoder]), "
-                    f"got {type(model).__name__}")
+    raise UsageError(f"Completer takes a LoadedModel, a model directory or (generator, "
+                     f"discriminator[, encoder]), got {type(model).__name__}")
 
 
 def _best_of(total: np.ndarray, b: int, k: int) -> np.ndarray:

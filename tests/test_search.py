@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from inpaint.config import SearchOptions
+from inpaint.errors import InpaintError
 from inpaint.masks import build_mask
 from inpaint.search import Completer, LatentSearch, MultiCodeSearch, complete
 
@@ -93,8 +94,10 @@ def test_the_door_decides_the_options_once_and_the_parts_behind_it_decide_nothin
     assert not run.from_encoder and run.image_size == 16
     with pytest.raises(ValueError, match="finished options"):  # iters undecided
         LatentSearch(model.generator, model.discriminator, SearchOptions())
-    with pytest.raises(TypeError, match="LoadedModel or"):
-        Completer("a model directory", SearchOptions())
+    with pytest.raises(InpaintError, match="does not exist"):  # a path is a model directory
+        Completer("no such model directory", SearchOptions())
+    with pytest.raises(InpaintError, match="LoadedModel, a model directory or"):
+        Completer(42, SearchOptions())
 
 
 def test_complete_is_the_door_for_one_batch_of_a_model_or_its_networks(model):

@@ -98,7 +98,7 @@ def restore_detail(image: np.ndarray, hole: np.ndarray, scale: float, *, seed: i
     model pixel (>= 1 in practice; the low-pass and the windows follow it); seed: the draw
     among candidate windows; source: (H, W) bool, where detail may be taken from (the face's
     skin rather than the hair or background around it; default: the whole crop; if no window
-    fits inside it, the whole crop is used). Returns (H, W, C) float64 in [0, 255]: outside the hole exactly
+    fits inside it, nothing is added: a face filled whole has no skin left to copy). Returns (H, W, C) float64 in [0, 255]: outside the hole exactly
     `image`; inside, `image` plus a residual whose low-pass part is about zero. An empty hole,
     or a crop with no known window to take detail from, comes back unchanged."""
     image = np.asarray(image, np.float64)
@@ -137,8 +137,6 @@ def _aggregate(image: np.ndarray, hole: np.ndarray, sigma: float, p: int, seed: 
     lattice = _window_tops(hole.shape, max(1, p // 2), pad)
     src = _windows_inside(~near if source is None else ~near & np.asarray(source, bool),
                           lattice, size, pad)
-    if source is not None and not len(src):
-        src = _windows_inside(~near, lattice, size, pad)
     src = _without_edges(res_p, src, size)
     hole_p = padded(hole)
     tgt = _window_tops(hole.shape, p, pad)

@@ -47,6 +47,10 @@ from inpaint.images import IMAGE_FORMATS, in_source_mode, read_photo, to_rgb8, t
 from inpaint.masks import FACE_REGIONS, check_box, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
 
+SQUARE_INSET = 0.04  # of the aligned square's side (2.6 of 64 pixels): the hole stays this far
+# inside, so the search sees known photo all around it; at 0 a hole reaching the square's edge
+# (--region face) got a bright band and a straight, stair-stepped seam there, G being free up
+# to the edge (Grace Hopper, --region face; 0.08 left the glasses' frame at the eyes' level)
 MAX_GROW = 1000.0  # pixels a region may be grown by (--grow, the page's field): past any face
 
 log = logging.getLogger(__name__)
@@ -125,10 +129,12 @@ def region_mask(landmarks: np.ndarray, regions: Sequence[str], shape: tuple[int,
     return out
 
 
-def square_in_photo(transform: np.ndarray, size: int, shape: tuple[int, int]) -> np.ndarray:
-    """`(H, W)` bool: the photo pixels that the aligned `size` x `size` square covers."""
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5],
-                        [-0.5, size - 0.5]])
+def square_in_photo(transform: np.ndarray, size: int, shape: tuple[int, int],
+                    inset: float = 0.0) -> np.ndarray:
+    """`(H, W)` bool: the photo pixels that the aligned `size` x `size` square covers, less
+    `inset` face pixels along each side."""
+    lo, hi = inset - 0.5, size - inset - 0.5
+    corners = np.array([[lo, lo], [hi, lo], [hi, hi], [lo, hi]])
     return polygon_mask(apply_transform(invert_transform(transform), corners), shape)
 
 
@@ -333,13 +339,14 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
     t1 = time.perf_counter()
     face, points, transform = aligner.align(photo, det.box)
     square = square_in_photo(transform, size, shape)
-    covered |= square
+    inner = square_in_photo(transform, size, shape, inset=SQUARE_INSET * size)
+    covered |= inner
     mine = np.zeros(shape, bool)
     if regions:
         mine |= region_mask(points, regions, shape, grow)
     if hole is not None:
         mine |= hole
-    mine &= square & ~result.hole  # a pixel is filled once, by the first face covering it
+    mine &= inner & ~result.hole  # a pixel is filled once, by the first face covering it
     seconds["detect"] += time.perf_counter() - t1
     if not mine.any():
         return None

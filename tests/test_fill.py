@@ -375,3 +375,20 @@ def test_cli_fill_gives_grey_alpha_and_16_bit_photos_back_in_their_mode(tmp_path
             assert (after[..., -1] == alpha).all(), name  # alpha as it was
         if name.startswith("deep"):
             assert (after[changed] % 257 == 0).all()  # the 8-bit fill, x257
+
+
+def test_a_hole_up_to_the_faces_edge_stays_inside_its_square(tiny_model, astronaut, aligner16):
+    # --region face used to be filled up to the aligned square's edge, where G is free: a bright
+    # band and a straight stair-stepped seam. The hole keeps SQUARE_INSET of the side inside.
+    from inpaint.fill import SQUARE_INSET
+
+    everything = np.ones(astronaut.shape[:2], bool)
+    res = fill_photo(astronaut, tiny_model, aligner16, hole=everything, options=FAST,
+                     detail="none")
+    t = res.faces[0].transform
+    inner = square_in_photo(t, 16, astronaut.shape[:2], inset=SQUARE_INSET * 16)
+    assert res.hole.any() and not (res.hole & ~inner).any()
+    assert (square_in_photo(t, 16, astronaut.shape[:2]) & ~inner).sum() > 100  # a real margin
+    # what the face could not fill is counted, and left as it was
+    assert res.unfilled_pixels == everything.sum() - res.hole.sum()
+    assert np.array_equal(res.image[~res.hole], astronaut[~res.hole])

@@ -43,7 +43,15 @@ from inpaint.blend import poisson_blend
 from inpaint.detail import DEFAULT_DETAIL, check_detail, restore_detail
 from inpaint.errors import InpaintError, MaskError, NoFaceFound, UsageError
 from inpaint.files import atomic_path, atomic_write_bytes
-from inpaint.images import IMAGE_FORMATS, in_source_mode, read_photo, to_rgb8, to_uint8, write_image
+from inpaint.images import (
+    IMAGE_FORMATS,
+    in_source_mode,
+    read_photo,
+    sheet_font,
+    to_rgb8,
+    to_uint8,
+    write_image,
+)
 from inpaint.masks import FACE_REGIONS, check_box, find_mask_for, image_seed, read_mask_image
 from inpaint.records import append_jsonl, check_settings, output_stems, read_jsonl
 
@@ -476,24 +484,44 @@ def fill(image, region: str | Sequence[str] | None = None, mask=None,
 
 
 def compare_sheet(before: np.ndarray, result: FillResult) -> np.ndarray:
-    """before | after at COMPARE_HEIGHT pixels high, and below, per face, the aligned face before
-    (hole in grey) | after, at COMPARE_FACE_SCALE x: `(H', W', 3)` uint8."""
+    """before | after at COMPARE_HEIGHT pixels high, each face's box drawn and numbered on the
+    before side; below, per face, "face K" over its aligned face before (hole in grey) | after,
+    magnified COMPARE_FACE_SCALE x (half that for more than 4 faces), as many pairs to a row as
+    fit the photos' width: `(H', W', 3)` uint8."""
     h, w = before.shape[:2]
     scale = COMPARE_HEIGHT / h
     size = (max(1, round(w * scale)), COMPARE_HEIGHT)
-    top = [np.asarray(Image.fromarray(im).resize(size, Image.Resampling.LANCZOS))
-           for im in (before, result.image)]
-    rows = [np.concatenate([top[0], np.full((COMPARE_HEIGHT, 8, 3), 255, np.uint8), top[1]], 1)]
-    for f in result.faces:
-        mag = [np.asarray(Image.fromarray(im).resize(
-            (im.shape[1] * COMPARE_FACE_SCALE, im.shape[0] * COMPARE_FACE_SCALE),
-            Image.Resampling.NEAREST)) for im in (f.before, f.after)]
-        gap = np.full((mag[0].shape[0], 8, 3), 255, np.uint8)
-        rows.append(np.concatenate([mag[0], gap, mag[1]], 1))
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255)
-              for r in rows]
-    return np.concatenate(padded, 0)
+    left, right = (Image.fromarray(im).resize(size, Image.Resampling.LANCZOS)
+                   for im in (before, result.image))
+    font = sheet_font(16)
+    draw = ImageDraw.Draw(left)
+    for k, f in enumerate(result.faces, 1):
+        box = [round(v * scale) for v in f.box]
+        draw.rectangle(box, outline=(80, 255, 120), width=2)
+        draw.text((box[0] + 3, box[1] + 2), str(k), fill=(80, 255, 120), font=font)
+    width = 2 * size[0] + 8
+    sheet = [np.concatenate([np.asarray(left), np.full((COMPARE_HEIGHT, 8, 3), 255, np.uint8),
+                             np.asarray(right)], 1)]
+    mag = COMPARE_FACE_SCALE if len(result.faces) <= 4 else max(1, COMPARE_FACE_SCALE // 2)
+    pairs = [_face_pair(k, f, mag, font) for k, f in enumerate(result.faces, 1)]
+    if pairs:
+        per_row = max(1, (width + 8) // (pairs[0].shape[1] + 8))
+        for i in range(0, len(pairs), per_row):
+            row = np.concatenate([np.pad(p, ((0, 0), (0, 8), (0, 0)), constant_values=255)
+                                  for p in pairs[i:i + per_row]], 1)
+            sheet.append(row)
+    width = max(width, *(r.shape[1] for r in sheet))
+    return np.concatenate([np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)),
+                                  constant_values=255) for r in sheet], 0)
+
+
+def _face_pair(k: int, face: FaceFill, mag: int, font) -> np.ndarray:
+    """"face K" over the aligned face before | after, magnified `mag` x (nearest neighbour)."""
+    big = [np.repeat(np.repeat(im, mag, 0), mag, 1) for im in (face.before, face.after)]
+    pair = np.concatenate([big[0], np.full((big[0].shape[0], 4, 3), 255, np.uint8), big[1]], 1)
+    label = Image.new("RGB", (pair.shape[1], 20), (255, 255, 255))
+    ImageDraw.Draw(label).text((2, 2), f"face {k}", fill=(40, 40, 40), font=font)
+    return np.concatenate([np.asarray(label), pair], 0)
 
 
 # every format inpaint reads is written back in it, but GIF (256 colours at most): that is PNG

@@ -378,7 +378,7 @@ def make_grid(images: Sequence[np.ndarray] | np.ndarray, ncols: int | None = Non
     return grid
 
 
-def _font(px: int):
+def sheet_font(px: int):
     """Pillow's built-in font at `px` pixels (a scalable one where Pillow has FreeType)."""
     from PIL import ImageFont
 
@@ -421,7 +421,7 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray | None]], col_titles: Seque
         raise ValueError("contact_sheet needs at least one image")
     th, tw = first.shape[0] * scale, first.shape[1] * scale
     ncols = len(col_titles)
-    font = _font(max(12, min(tw // 12, 24)))
+    font = sheet_font(max(12, min(tw // 12, 24)))
     header_h = 2 * font.size if hasattr(font, "size") else 24
     label_w = tw if row_titles is not None else 0
     width = label_w + ncols * (tw + pad) + pad

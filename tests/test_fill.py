@@ -392,3 +392,22 @@ def test_a_hole_up_to_the_faces_edge_stays_inside_its_square(tiny_model, astrona
     # what the face could not fill is counted, and left as it was
     assert res.unfilled_pixels == everything.sum() - res.hole.sum()
     assert np.array_equal(res.image[~res.hole], astronaut[~res.hole])
+
+
+def test_the_compare_sheet_of_many_faces_tiles_them_under_the_photos():
+    # 24 faces used to make a 1324x6856 column of unlabelled crops
+    from inpaint.fill import COMPARE_HEIGHT, FaceFill, FillResult, compare_sheet
+
+    photo = np.full((600, 800, 3), 200, np.uint8)
+    face = np.zeros((64, 64, 3), np.uint8)
+    faces = [FaceFill((10 * k, 10, 10 * k + 30, 40), 1.0, np.zeros((68, 2)), np.eye(2, 3), 10,
+                      face, face, face, 0.0) for k in range(24)]
+    sheet = compare_sheet(photo, FillResult(photo.copy(), np.zeros((600, 800), bool), faces))
+    photos_width = 2 * round(800 * COMPARE_HEIGHT / 600) + 8
+    assert sheet.shape[1] == photos_width  # the pairs fit the photos' width
+    per_row = (photos_width + 8) // (2 * 128 + 4 + 8)  # 24 faces: magnified 2x, not 4x
+    rows = -(-24 // per_row)
+    assert sheet.shape[0] == COMPARE_HEIGHT + 8 + rows * (20 + 128 + 8)
+    one = compare_sheet(photo, FillResult(photo.copy(), np.zeros((600, 800), bool), faces[:1]))
+    assert one.shape[0] == COMPARE_HEIGHT + 8 + 20 + 256 + 8  # one face: 4x, labelled
+    assert (one[COMPARE_HEIGHT + 8:COMPARE_HEIGHT + 28] < 100).any()  # "face 1" is written

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from inpaint.errors import AlignError, InpaintError, Interrupted, UsageError
-from inpaint.files import STEM_MAX, cut_name, safe_resolve
+from inpaint.files import NAME_MAX, cut_name, safe_resolve
 from inpaint.images import read_image, walk_inputs, write_image
 from inpaint.records import JsonlLog, read_jsonl
 
@@ -460,6 +460,11 @@ class AlignJob:
     key: str
 
 
+# Bytes an output name's key may take: NAME_MAX less ".png", a face's "_99" (MAX_FACES) and an
+# input suffix added to tell two inputs apart ("_jpeg").
+KEY_MAX = NAME_MAX - len(".png") - len("_99") - len("_jpeg")
+
+
 def _safe_key(rel: Path) -> str | None:
     """`rel` without suffix as a POSIX key if it stays inside the output folder, else None.
     A name whose stem is only dots ("..jpg") or starts with one would make a hidden output:
@@ -467,7 +472,7 @@ def _safe_key(rel: Path) -> str | None:
     norm = Path(os.path.normpath(rel))
     if norm.is_absolute() or not norm.parts or norm.parts[0] in ("..", ".") or ".." in norm.parts:
         return None
-    stem = cut_name(norm.with_suffix("").name.lstrip("."), STEM_MAX)  # outputs fit NAME_MAX
+    stem = cut_name(norm.with_suffix("").name.lstrip("."), KEY_MAX)  # outputs fit NAME_MAX
     return norm.with_name(stem).as_posix() if stem else None
 
 

@@ -88,11 +88,6 @@ NAME_MAX = 255
 _MKSTEMP_RANDOM = 8  # characters tempfile adds between prefix and suffix
 
 
-# Bytes an output stem may take: room left in NAME_MAX for what is added to it: a repeat's "-NN"
-# or a face's "_NN", an input suffix kept in it ("_jpeg"), and the file's own (".jpeg").
-STEM_MAX = NAME_MAX - 20
-
-
 def cut_name(name: str, max_bytes: int) -> str:
     """`name` cut to at most `max_bytes` bytes of its file-system encoding, never inside a UTF-8
     character (a name cut mid-character shows as garbage, or cannot be typed back)."""

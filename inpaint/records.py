@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from inpaint.errors import DirInUse, RunDirError, UsageError
-from inpaint.files import STEM_MAX, cut_name
+from inpaint.files import NAME_MAX, cut_name
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +116,23 @@ def recorded_paths(record: str | Path, key: str) -> list[Path] | None:
     return [Path(p) for p in found]
 
 
-def output_stems(paths: Sequence[Path]) -> list[str]:
+def output_stems(paths: Sequence[Path], suffix: str = ".png") -> list[str]:
     """A unique, safe output stem per input (file stems; repeats get -2, -3, ...). A stem is a
     single path component, so no output can escape the output directory. Stems differ in more
     than letter case (a case-insensitive disk would otherwise merge two), and a repeat never
-    takes the stem of another input (x.png, x.jpg, x-2.png -> x, x-2, x-2-2). A stem is cut to
-    files.STEM_MAX bytes (at a character's end), so that its outputs' names fit NAME_MAX."""
+    takes the stem of another input (x.png, x.jpg, x-2.png -> x, x-2, x-2-2). A stem is cut (at
+    a character's end) so that it with `suffix`, or the input's own suffix where that is longer
+    (fill keeps it), fits NAME_MAX bytes: a name that fits is kept whole."""
     taken: set[str] = set()
     out = []
     for p in paths:
         base = Path(p).stem or "image"
         base = base.replace("/", "_").replace("\\", "_").lstrip(".") or "image"
-        base = cut_name(base, STEM_MAX)
-        stem, n = base, 1
+        room = NAME_MAX - max(len(os.fsencode(suffix)), len(os.fsencode(Path(p).suffix)))
+        stem, n = cut_name(base, room), 1
         while stem.casefold() in taken:
             n += 1
-            stem = f"{base}-{n}"
+            stem = cut_name(base, room - len(f"-{n}")) + f"-{n}"
         taken.add(stem.casefold())
         out.append(stem)
     return out

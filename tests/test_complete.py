@@ -191,12 +191,13 @@ def test_a_name_of_252_bytes_without_extension_is_completed_beside_the_others(ti
     src = write_faces(tmp_path / "in", n=3, size=(16, 16))
     long = src / ("a" * 252)
     (src / "000.png").rename(long)
-    wide = src / ("é" * 125 + ".png")  # 254 bytes, of two-byte characters
+    wide = src / ("é" * 127)  # 254 bytes of two-byte characters: its stem must lose 3 bytes
     (src / "001.png").rename(wide)
     r = run_cli("complete", long, wide, src / "002.png", "--outDir", tmp_path / "o",
                 "--model", tiny_run, "--iters", 2, "-q")
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (tmp_path / "o" / "completed").iterdir())
     assert len(names) == 3 and all(len(os.fsencode(n)) <= 255 for n in names)
-    assert "a" * 200 in names[1] and names[2].startswith("é" * 100)  # cut at a character's end
+    assert names[1] == "a" * 251 + ".png"  # cut to fit, no more
+    assert names[2] == "é" * 125 + ".png"  # cut at a character's end (251 bytes would split one)
     assert all("\udcc3" not in n for n in names)  # no half character (surrogate escape)

@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -494,10 +495,11 @@ def make_gif_cmd(src, output, fps, loop, scale, hold_last, image, quiet):
     if suffix == ".gif" and fps > gif.MAX_GIF_FPS:
         raise click.BadParameter(f"a GIF plays at most {gif.MAX_GIF_FPS:g} fps (write .mp4 or "
                                  f".webp for more)", param_hint="'--fps'")
+    t0 = time.perf_counter()
     result = gif.make_animation(src, output, image=image, fps=fps, loop=loop, scale=scale,
                                 hold_last=hold_last, progress=not quiet)
     click.echo(f"wrote {result.path}: {result.frames} frames, {result.width}x{result.height}, "
-               f"{result.seconds:.1f} s")
+               f"plays {result.seconds:.1f} s (made in {time.perf_counter() - t0:.1f} s)")
 
 
 _ALIGN = AlignSettings()  # the aligner's defaults

@@ -636,6 +636,19 @@ def _postfix(bar) -> Callable[[dict], None]:
     return show
 
 
+def _requested_hole(path: Path, shape: tuple[int, int], mask: Path | None,
+                    box: tuple[int, int, int, int] | None) -> np.ndarray | None:
+    """The photo's hole from --mask (a file, or a folder's mask of the photo's stem) and --box,
+    (H, W) bool; None when neither is given (the regions say where)."""
+    hole = None
+    if mask is not None:
+        hole = read_photo_mask(find_mask_for(mask, path.stem) if mask.is_dir() else mask, shape)
+    if box is not None:
+        b = box_hole(box, shape)
+        hole = b if hole is None else hole | b
+    return hole
+
+
 def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequence[str] = (),
                grow: float | None = None, mask: Path | None = None,
                box: tuple[int, int, int, int] | None = None, faces: str = "largest",
@@ -672,13 +685,7 @@ def fill_files(photos: Sequence[Path], out_dir: Path, model, *, regions: Sequenc
         record = {"input": str(path), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         try:
             photo, source = read_photo(path)
-            hole = None
-            if mask is not None:
-                mask_file = find_mask_for(mask, path.stem) if mask.is_dir() else mask
-                hole = read_photo_mask(mask_file, photo.shape[:2])
-            if box is not None:
-                b = box_hole(box, photo.shape[:2])
-                hole = b if hole is None else hole | b
+            hole = _requested_hole(path, photo.shape[:2], mask, box)
             res = fill_photo(photo, completer, aligner, regions=regions, grow=grow, hole=hole,
                              faces=faces, name=str(path), detail=detail,
                              progress=_postfix(bar) if progress else None)

@@ -247,9 +247,12 @@ _ENCODER = EncoderConfig()  # the encoder's defaults, stated once in config.py
 @click.option("--seed", type=SEED, default=_ENCODER.seed, show_default=True)
 @click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default=_ENCODER.precision,
               show_default=True, help="auto: mixed bfloat16 where the hardware has it.")
+@click.option("--init-from", type=click.Path(path_type=Path), metavar="MODEL_DIR",
+              help="Start from this model's encoder ('pretrained': the shipped one's), e.g. for "
+                   "a generator trained on from it.")
 @quiet_option()
 def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed, precision,
-                      quiet):
+                      init_from, quiet):
     """Train an encoder that proposes z for a model's generator, so the search starts close.
 
     Writes encoder.json, checkpoints/, metrics.jsonl and, at the end, model/: the generator's
@@ -259,6 +262,7 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
     \b
     Examples:
       inpaint train-encoder --dataset faces -o runs/encoder
+      inpaint train-encoder --dataset faces --model runs/mine -o runs/enc2 --init-from pretrained
       inpaint complete faces -o out --model runs/encoder/model --init encoder --iters 50
     """
     _setup_logging(quiet)
@@ -266,12 +270,13 @@ def train_encoder_cmd(datasets, out, model, steps, batch_size, filters, lr, seed
         raise click.BadParameter("must be even (half generated, half real faces)",
                                  param_hint="'--batch-size'")
     loaded = _load_model(model)
+    start = _load_model(_init_model_dir(init_from)) if init_from is not None else None
     from inpaint.encoder import SETTINGS_FILE, train_encoder
     datasets = list(datasets) or _recorded_dataset(out / SETTINGS_FILE, "datasets")
     cfg = EncoderConfig(filters=filters, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                         precision=precision)
     with removed_on_failed_start(out):
-        result = train_encoder(loaded, datasets, out, cfg, progress=not quiet)
+        result = train_encoder(loaded, datasets, out, cfg, progress=not quiet, init_from=start)
     click.echo(f"encoder at step {result.step} ({result.seconds / 60:.1f} min this run); "
                f"model with encoder: {result.model_dir}")
 

@@ -35,7 +35,7 @@ from inpaint import __version__
 from inpaint.checkpoints import CheckpointedTrainer, load_optimizer_arrays, optimizer_arrays
 from inpaint.config import DataConfig, EncoderConfig, ModelConfig
 from inpaint.data import load_face_dataset
-from inpaint.errors import Interrupted, ResourceError, RunDirError
+from inpaint.errors import Interrupted, ResourceError, RunDirError, UsageError
 from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
 from inpaint.images import to_float
@@ -107,6 +107,10 @@ class EncoderTrainer(CheckpointedTrainer):
         self.damaged: set[str] = set()
         self._train = tf.function(self._train_fn)
 
+    def start_from(self, model) -> None:
+        """Take the encoder weights of `model` (a LoadedModel; _check_init has checked them)."""
+        self.encoder.set_weights(model.encoder.get_weights())
+
     def _train_fn(self, z, fake_masks, real, real_masks):
         fake = tf.stop_gradient(self.generator(z, training=False))
         x = tf.concat([fake, real], 0)
@@ -173,6 +177,17 @@ class EncoderResult:
     step: int
     seconds: float
     last: dict
+
+
+def _check_init(init_from, model_cfg: ModelConfig, cfg: EncoderConfig) -> None:
+    """UsageError unless `init_from` has an encoder of the shape this run builds."""
+    if init_from.encoder is None:
+        raise UsageError(f"--init-from {init_from.path} has no encoder to start from")
+    want = [tuple(w.shape) for w in build_encoder(model_cfg, cfg.filters).weights]
+    have = [tuple(w.shape) for w in init_from.encoder.weights]
+    if want != have:
+        raise UsageError(f"the encoder of {init_from.path} is not one of {cfg.filters} filters "
+                         f"for {model_cfg.image_size}-pixel faces; give its --filters")
 
 
 def _settings(model, cfg: EncoderConfig, datasets: Sequence[Path]) -> dict:
@@ -246,15 +261,21 @@ def _size(n: float) -> str:
 
 
 def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
-                  cfg: EncoderConfig | None = None, *, progress: bool = False) -> EncoderResult:
+                  cfg: EncoderConfig | None = None, *, progress: bool = False,
+                  init_from=None) -> EncoderResult:
     """Train (or resume) an encoder for `model` (a LoadedModel) on the aligned faces below
-    `datasets`, into `run_dir`; export run_dir/model at the end. Ctrl-C saves a checkpoint and
+    `datasets`, into `run_dir`; export run_dir/model at the end. `init_from`: a LoadedModel whose
+    encoder a new run starts from (fine-tuning it for a generator trained on from that model's;
+    the same --filters); a resumed run goes on from its checkpoint. Ctrl-C saves a checkpoint and
     raises Interrupted."""
     cfg = (cfg or EncoderConfig()).validate()
     check_fits(model.config.model, cfg)
     run_dir, datasets = Path(run_dir), [Path(d) for d in datasets]
     with lock_folder(run_dir, "train-encoder"):
         settings = _settings(model, cfg, datasets)
+        if init_from is not None:
+            _check_init(init_from, model.config.model, cfg)
+            settings["init_from"] = init_from.identity
         _open_settings(run_dir, settings, cfg, write=False)  # a mismatch fails before loading
         faces = load_face_dataset(datasets, model.config.model.image_size, DataConfig(),
                                   progress=progress).images
@@ -264,6 +285,8 @@ def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,
         EncoderTrainer.remove_stale_temporaries(ckpt_root)  # what a killed run was writing
         if (resumed := trainer.restore_latest(ckpt_root)) is not None:
             log.info("resumed from %s", resumed)
+        elif init_from is not None:
+            trainer.start_from(init_from)
         t0, last = time.time(), {}
         with JsonlLog(run_dir / "metrics.jsonl", flush=True) as metrics:
             try:

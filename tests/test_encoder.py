@@ -273,3 +273,28 @@ def test_an_out_of_memory_step_is_one_error_naming_the_options(tiny_model, tmp_p
     assert 3.9 < size(20_000) / size(10_000) < 4.0
     # with no batch, what is left is the weights four times over in float32: the network's own count
     assert size(32, batch=0) == 16 * build_encoder(ModelConfig(), 32).count_params()
+
+
+def test_an_encoder_run_can_start_from_another_models_encoder(tiny_encoder_run, tiny_run,
+                                                               tmp_path, monkeypatch):
+    from inpaint import encoder
+    from inpaint.errors import UsageError
+    from inpaint.models import load_model
+
+    from .conftest import write_faces
+
+    start, model = load_model(tiny_encoder_run / "model"), load_model(tiny_run)
+    data = [write_faces(tmp_path / "f", n=8)]
+    monkeypatch.setattr(encoder, "_loop", lambda *a, **k: {})  # no step: the start is exported
+    cfg = EncoderConfig(filters=4, steps=1, batch_size=8, precision="float32")
+    res = encoder.train_encoder(model, data, tmp_path / "run", cfg, init_from=start)
+    tuned = load_model(res.model_dir).encoder
+    for a, b in zip(tuned.get_weights(), start.encoder.get_weights()):
+        np.testing.assert_array_equal(a, b)  # float16-stored both: exactly the start's
+    settings = json.loads((tmp_path / "run" / "encoder.json").read_text())
+    assert settings["init_from"]["path"] == str(start.path)
+    with pytest.raises(UsageError, match="give its --filters"):
+        encoder.train_encoder(model, data, tmp_path / "run2",
+                              EncoderConfig(filters=8, steps=1, batch_size=8), init_from=start)
+    with pytest.raises(UsageError, match="no encoder"):
+        encoder.train_encoder(model, data, tmp_path / "run3", cfg, init_from=model)

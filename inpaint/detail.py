@@ -98,9 +98,10 @@ def restore_detail(image: np.ndarray, hole: np.ndarray, scale: float, *, seed: i
     model pixel (>= 1 in practice; the low-pass and the windows follow it); seed: the draw
     among candidate windows; source: (H, W) bool, where detail may be taken from (the face's
     skin rather than the hair or background around it; default: the whole crop; if no window
-    fits inside it, nothing is added: a face filled whole has no skin left to copy). Returns (H, W, C) float64 in [0, 255]: outside the hole exactly
-    `image`; inside, `image` plus a residual whose low-pass part is about zero. An empty hole,
-    or a crop with no known window to take detail from, comes back unchanged."""
+    fits inside it, nothing is added: a face filled whole has no skin left to copy). Returns
+    (H, W, C) float64 in [0, 255]: outside the hole exactly `image`; inside, `image` plus a
+    residual whose low-pass part is about zero. An empty hole, or a crop with no known window to
+    take detail from, comes back unchanged."""
     image = np.asarray(image, np.float64)
     hole = np.asarray(hole, bool)
     if image.ndim != 3 or hole.shape != image.shape[:2]:

@@ -253,11 +253,14 @@ def check_fits(model_cfg: ModelConfig, cfg: EncoderConfig) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+    """Bytes in words: 71.0 MB, 168.2 TB."""
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("KB", "MB", "GB", "TB"):
         n /= 1000
-    return f"{n:.1f} PB"
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} PB"
 
 
 def train_encoder(model, datasets: Sequence[str | Path], run_dir: str | Path,

@@ -377,8 +377,7 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
     if detail == "context":
         tell("detail")
         t4 = time.perf_counter()
-        skin = region_mask(points, ["face"], shape, grow=0.0)
-        result.image = add_photo_detail(result.image, mine, transform, square, seed, skin)
+        result.image = add_photo_detail(result.image, mine, transform, square, seed, points)
         seconds["detail"] += time.perf_counter() - t4
     before = np.where(known[..., None] > 0.5, face, 128).astype(np.uint8)
     return FaceFill(det.box, det.score, points, transform, int(mine.sum()), before,
@@ -387,13 +386,13 @@ def _fill_face(photo, det, result: FillResult, covered: np.ndarray, aligner, com
 
 
 def add_photo_detail(image: np.ndarray, hole: np.ndarray, transform: np.ndarray,
-                     square: np.ndarray, seed: int, skin: np.ndarray | None = None
+                     square: np.ndarray, seed: int, landmarks: np.ndarray | None = None
                      ) -> np.ndarray:
     """`image` (H, W, 3) uint8 with the photo's own detail restored in `hole` (detail.py), from
     a crop around the hole as large again on every side, inside the face's aligned `square`
-    (so the work is bounded by the face, not the photo), taking detail only from `skin` (H, W)
-    bool where given (the face's landmark hull: no hair or background strands in a cheek).
-    Pixels outside the hole are kept."""
+    (so the work is bounded by the face, not the photo), taking detail only from the face's
+    skin where its 68 `landmarks` (photo pixels) are given (their hull, drawn in the crop: no
+    hair or background strands in a cheek). Pixels outside the hole are kept."""
     x0, y0, x1, y1 = _bbox(hole, margin=0)
     m = max(x1 - x0, y1 - y0)
     fx0, fy0, fx1, fy1 = _bbox(square | hole, margin=0)
@@ -402,7 +401,8 @@ def add_photo_detail(image: np.ndarray, hole: np.ndarray, transform: np.ndarray,
     t = np.asarray(transform, np.float64)
     scale = 1.0 / np.sqrt(abs(np.linalg.det(t[:2, :2])))  # photo pixels per face pixel
     crop, hole_c = image[by0:by1, bx0:bx1], hole[by0:by1, bx0:bx1]
-    source = None if skin is None else skin[by0:by1, bx0:bx1]
+    source = None if landmarks is None else region_mask(
+        np.asarray(landmarks, np.float64) - [bx0, by0], ["face"], hole_c.shape, grow=0.0)
     restored = restore_detail(crop, hole_c, scale, seed=seed, source=source)
     out = image.copy()
     out[by0:by1, bx0:bx1][hole_c] = np.round(restored[hole_c]).astype(np.uint8)

@@ -328,8 +328,8 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
     """Write `(H, W, 3)`, `(H, W)` or (not as JPEG) `(H, W, 4)` atomically as 8-bit; format by
-    suffix (JPEG for .jpg/.jpeg, else PNG). It takes uint8 [0, 255], written as it is, or floats in the networks' range
-    [-1, 1] (to_uint8). UsageError for any other dtype, NaN or infinite values, or floats outside
+    suffix (JPEG for .jpg/.jpeg, else PNG). It takes uint8 [0, 255], written as it is, or
+    floats in the networks' range [-1, 1] (to_uint8). UsageError for any other dtype, NaN or infinite values, or floats outside
     [-1, 1]: written as they are they would be silently black or clipped."""
     import io
 

@@ -213,19 +213,24 @@ class GANTrainer(CheckpointedTrainer):
         self.sample_z = np.random.default_rng([t.seed, 1]).uniform(
             -1.0, 1.0, (N_SAMPLES, cfg.model.z_dim)).astype(np.float32)
         self.step = 0
+        # The average's warm-up forgets a random start; a warm start (init_from_model) is a
+        # trained model's average already, which the warm-up would forget in a few hundred steps.
+        self.ema_warmup = True
         self.damaged: set[str] = set()  # checkpoint names restore_latest could not load
         self._train_step = tf.function(self._step)
         self._distributed_train_step = tf.function(self._distributed_step)
         self._ema_step = tf.function(self._update_ema)
 
-    def _update_ema(self, step):
+    def _update_ema(self, step, warmup: bool):
         """ema <- d * ema + (1 - d) * G for every generator variable (batch-norm statistics
-        included), d = min(ema_decay, (1 + step) / (10 + step)): the warm-up of TensorFlow's
-        ExponentialMovingAverage with num_updates, so the average forgets the initial weights."""
+        included), d = min(ema_decay, (1 + step) / (10 + step)) with `warmup`: the warm-up of
+        TensorFlow's ExponentialMovingAverage with num_updates, so the average forgets the random
+        initial weights; d = ema_decay from the first step of a warm start."""
         import tensorflow as tf
 
         step = tf.cast(step, tf.float32)
-        d = tf.minimum(self.cfg.train.ema_decay, (1.0 + step) / (10.0 + step))
+        d = (tf.minimum(self.cfg.train.ema_decay, (1.0 + step) / (10.0 + step)) if warmup
+             else tf.constant(self.cfg.train.ema_decay, tf.float32))
         for e, v in zip(self.ema_generator.weights, self.generator.weights):
             e.assign(d * e + (1.0 - d) * tf.cast(v, e.dtype))
 
@@ -309,7 +314,7 @@ class GANTrainer(CheckpointedTrainer):
             out = self._distributed_train_step(*self._split_batch(real))
         self.step += 1
         if self.ema_generator is not None:
-            self._ema_step(self.step)
+            self._ema_step(self.step, self.ema_warmup)
         return {k: float(v) for k, v in out.items()}
 
     @property
@@ -343,6 +348,7 @@ class GANTrainer(CheckpointedTrainer):
             if dst is not None:
                 dst.set_weights([np.asarray(w).astype(v.dtype) for w, v in
                                  zip(src.get_weights(), dst.weights)])
+        self.ema_warmup = False  # an exported generator is an average already: keep it
         return loaded.identity
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -533,7 +539,9 @@ def _restore_or_init(trainer: GANTrainer, run_dir: Path, init_from, replicas: in
         if init_from is not None:
             log.warning("--init-from %s is ignored: the run resumes from its checkpoint",
                         init_from)
-        return _previous_init(run_dir)
+        record = _previous_init(run_dir)
+        trainer.ema_warmup = record is None  # a resumed warm start keeps its full decay
+        return record
     init_from = init_from if init_from is not None else _previous_init(run_dir, path=True)
     if init_from is None:
         return None

@@ -220,6 +220,41 @@ def test_init_from_starts_from_the_models_weights_with_fresh_optimizers(tiny_run
     assert record["init_from"]["path"] == str(model.path)
 
 
+def test_warm_start_averages_at_full_decay_from_its_first_step_and_after_resume(tiny_run,
+                                                                               tmp_path):
+    # The warm-up (d = 2/11 at step 1) would replace the model's average by the first steps'
+    # weights; a warm start keeps d = ema_decay, and so does the run resumed from its checkpoint.
+    data = write_faces(tmp_path / "faces", n=8)
+    cfg = apply_overrides(tiny_config(), ["train.epochs=1"])
+    run = tmp_path / "warm"
+    prepare_run_dir(run, cfg)
+    seen = []
+    real_step = GANTrainer.train_step
+
+    def record(self, batch):
+        before = [v.numpy().copy() for v in self.ema_generator.weights]
+        out = real_step(self, batch)
+        seen.append((self.ema_warmup, before, [v.numpy().copy() for v in self.generator.weights],
+                     [v.numpy().copy() for v in self.ema_generator.weights]))
+        return out
+
+    GANTrainer.train_step = record
+    try:
+        train(data, run, cfg, init_from=tiny_run / "model", progress=False)
+        fresh = GANTrainer(cfg)
+        assert fresh.ema_warmup  # a run from scratch warms up
+        cfg2 = apply_overrides(cfg, ["train.epochs=2"])
+        seen.clear()
+        train(data, run, cfg2, progress=False)  # resumes from the warm start's checkpoint
+    finally:
+        GANTrainer.train_step = real_step
+    assert seen, "the resumed run made no step"
+    for warmup, before, g, after in seen:
+        assert not warmup
+        for e0, gi, e in zip(before, g, after):
+            np.testing.assert_allclose(e, 0.999 * e0 + 0.001 * gi, rtol=1e-6, atol=1e-7)
+
+
 def test_init_from_a_model_of_another_architecture_names_the_keys(tiny_run, tmp_path):
     from inpaint.errors import ConfigError
 

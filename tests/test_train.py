@@ -149,6 +149,15 @@ def test_generator_average_follows_its_formula_with_warm_up(tiny_cfg):
     assert tr.output_generator is tr.ema_generator
 
 
+def test_steps_are_traced_once_not_once_per_step(tiny_cfg):
+    tr = GANTrainer(tiny_cfg)
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+    for _ in range(4):
+        tr.train_step(real)
+    assert tr._train_step.experimental_get_tracing_count() == 1
+    assert tr._ema_step.experimental_get_tracing_count() == 1
+
+
 def test_no_average_when_ema_decay_is_zero(tiny_cfg):
     tr = GANTrainer(apply_overrides(tiny_cfg, ["train.ema_decay=0"]))
     assert tr.ema_generator is None and tr.output_generator is tr.generator

@@ -219,18 +219,23 @@ class GANTrainer(CheckpointedTrainer):
         self.damaged: set[str] = set()  # checkpoint names restore_latest could not load
         self._train_step = tf.function(self._step)
         self._distributed_train_step = tf.function(self._distributed_step)
-        self._ema_step = tf.function(self._update_ema)
+        self._ema_step = tf.function(self._update_ema,
+                                     input_signature=[tf.TensorSpec([], tf.float32)])
 
-    def _update_ema(self, step, warmup: bool):
+    def ema_decay(self) -> float:
+        """d of the average's next update: min(ema_decay, (1 + step) / (10 + step)) while it
+        warms up (the warm-up of TensorFlow's ExponentialMovingAverage with num_updates, so the
+        average forgets the random initial weights); ema_decay from the first step of a warm
+        start."""
+        t = self.cfg.train
+        return min(t.ema_decay, (1 + self.step) / (10 + self.step)) if self.ema_warmup \
+            else t.ema_decay
+
+    def _update_ema(self, d):
         """ema <- d * ema + (1 - d) * G for every generator variable (batch-norm statistics
-        included), d = min(ema_decay, (1 + step) / (10 + step)) with `warmup`: the warm-up of
-        TensorFlow's ExponentialMovingAverage with num_updates, so the average forgets the random
-        initial weights; d = ema_decay from the first step of a warm start."""
+        included); `d` a float32 scalar tensor (input_signature: traced once)."""
         import tensorflow as tf
 
-        step = tf.cast(step, tf.float32)
-        d = (tf.minimum(self.cfg.train.ema_decay, (1.0 + step) / (10.0 + step)) if warmup
-             else tf.constant(self.cfg.train.ema_decay, tf.float32))
         for e, v in zip(self.ema_generator.weights, self.generator.weights):
             e.assign(d * e + (1.0 - d) * tf.cast(v, e.dtype))
 
@@ -314,11 +319,7 @@ class GANTrainer(CheckpointedTrainer):
             out = self._distributed_train_step(*self._split_batch(real))
         self.step += 1
         if self.ema_generator is not None:
-            import tensorflow as tf
-
-            # a tensor: a Python int would trace a new graph at every step (memory grew 13 GB
-            # in 5,000 steps)
-            self._ema_step(tf.constant(self.step, tf.int64), self.ema_warmup)
+            self._ema_step(self.ema_decay())
         return {k: float(v) for k, v in out.items()}
 
     @property

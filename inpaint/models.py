@@ -32,7 +32,7 @@ from inpaint.errors import ConfigError, InpaintError, ModelError
 from inpaint.files import atomic_dir, temporary_prefix
 from inpaint.hardware import resolve_precision
 from inpaint.images import to_float
-from inpaint.layers import BilinearInitializer, ConvOffset2D
+from inpaint.layers import BatchNormalization, BilinearInitializer, ConvOffset2D
 
 MODEL_FORMAT = "inpaint-dcgan"
 MODEL_FORMAT_VERSION = 1
@@ -48,8 +48,8 @@ def _init(cfg: ModelConfig):
 
 
 def _bn(cfg: ModelConfig, name: str, dtype: str):
-    return layers.BatchNormalization(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
-                                     name=name, dtype=dtype)
+    return BatchNormalization(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, name=name,
+                              dtype=dtype)
 
 
 def _upsample(x, cfg: ModelConfig, filters: int, i: int, dtype: str):
@@ -447,4 +447,5 @@ def first_non_finite_weight(model: keras.Model) -> str | None:
 
 def _custom_objects() -> dict:
     """Layers of this package that a saved model may contain (registered for safe loading)."""
-    return {"BilinearInitializer": BilinearInitializer, "ConvOffset2D": ConvOffset2D}
+    return {"BilinearInitializer": BilinearInitializer, "ConvOffset2D": ConvOffset2D,
+            "BatchNormalization": BatchNormalization}

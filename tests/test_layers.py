@@ -1,5 +1,6 @@
 """inpaint.layers: the bilinear initializer reproduces bilinear interpolation (and which kind),
-ConvOffset2D samples where its offsets say, and both survive a safe-mode save and load."""
+ConvOffset2D samples where its offsets say, BatchNormalization's fused kernel computes what Keras's
+batch normalization does and shares its weight files, and all survive a safe-mode save and load."""
 
 import keras
 import numpy as np
@@ -8,7 +9,9 @@ import tensorflow as tf
 from scipy import ndimage
 
 from inpaint import ops
-from inpaint.layers import BilinearInitializer, ConvOffset2D
+from inpaint.layers import BatchNormalization, BilinearInitializer, ConvOffset2D
+
+KERAS_BN = keras.layers.BatchNormalization
 
 
 def bilinear_deconv(factor, channels, kernel_size=None):
@@ -155,3 +158,89 @@ def test_layers_save_and_load_in_safe_mode(tmp_path):
     x = np.random.default_rng(3).normal(size=(2, 6, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
     assert np.abs(model.layers[1](x).numpy() - x).max() > 0.1
+
+
+def _bn_pair(policy):
+    ours = BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=policy)
+    keras_bn = KERAS_BN(momentum=0.9, epsilon=1e-5, dtype=policy)
+    shape = (8, 6, 6, 16)
+    ours.build(shape)
+    keras_bn.build(shape)
+    rng = np.random.default_rng(7)
+    weights = [rng.uniform(0.5, 1.5, 16), rng.normal(size=16), rng.normal(size=16),
+               rng.uniform(0.5, 2.0, 16)]  # gamma, beta, moving mean and variance
+    for layer in (ours, keras_bn):
+        layer.set_weights([w.astype(np.float32) for w in weights])
+    x = (rng.normal(size=shape) * 3 + 1).astype(np.float32)
+    w = rng.normal(size=shape).astype(np.float32)  # a loss sum(w * y) with a gradient per element
+    return ours, keras_bn, x, w
+
+
+def _bn_train(layer, x, w):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * w)
+    grads = tape.gradient(loss, [x] + layer.trainable_variables)
+    return [y.numpy().astype(np.float32)] + [g.numpy().astype(np.float32) for g in grads]
+
+
+def test_fused_batch_norm_trains_as_keras_batch_norm_in_float32():
+    ours, keras_bn, x, w = _bn_pair("float32")
+    for _ in range(2):  # twice: the moving statistics update from their updated values
+        got, want = _bn_train(ours, x, w), _bn_train(keras_bn, x, w)
+        for name, a, b in zip(("y", "dx", "dgamma", "dbeta"), got, want):
+            # float32 sums over the 288 values of a channel in another order: ~1e-6 relative
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+        for a, b in zip(ours.non_trainable_weights, keras_bn.non_trainable_weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    # the moving statistics moved, with the biased batch variance (Keras's, not Bessel's)
+    moved = x.reshape(-1, 16)
+    mv0 = _bn_pair("float32")[0].moving_variance.numpy()
+    want_var = 0.9 * (0.9 * mv0 + 0.1 * moved.var(axis=0)) + 0.1 * moved.var(axis=0)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), want_var, rtol=1e-5)
+    # inference uses the moving statistics, as Keras's layer does
+    np.testing.assert_allclose(ours(x, training=False), keras_bn(x, training=False), atol=1e-5)
+
+
+def test_fused_batch_norm_in_mixed_bfloat16_keeps_float32_statistics():
+    ours, keras_bn, x, w = _bn_pair("mixed_bfloat16")
+    got, want = _bn_train(ours, x, w), _bn_train(keras_bn, x, w)
+    assert _bn_pair("mixed_bfloat16")[0](tf.constant(x), training=True).dtype == tf.bfloat16
+    # both compute in float32 and round y to bfloat16 (8 significant bits): at most one step of
+    # 2^-7 relative apart where the float32 values straddle a rounding boundary
+    np.testing.assert_allclose(got[0], want[0], rtol=2 ** -7, atol=2 ** -7)
+    for a, b in zip(ours.non_trainable_weights, keras_bn.non_trainable_weights):
+        assert a.dtype == "float32"
+        # the statistics are float32 of the bfloat16 input both layers see
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for name, a, b in zip(("dx", "dgamma", "dbeta"), got[1:], want[1:]):
+        # dx leaves in bfloat16 (relative 2^-8 each); dgamma, dbeta sum bfloat16-rounded y
+        scale = np.abs(b).max()
+        np.testing.assert_allclose(a, b, atol=2 ** -6 * scale, err_msg=name)
+
+
+def test_fused_batch_norm_leaves_other_cases_to_keras():
+    bn = BatchNormalization()
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)  # rank 2: Keras's path
+    np.testing.assert_allclose(bn(x, training=True), KERAS_BN()(
+        x, training=True), atol=1e-5)
+    sync = BatchNormalization(synchronized=True)
+    assert not sync._fused(tf.zeros((2, 3, 3, 4)), True, None)
+    assert BatchNormalization()._fused(tf.zeros((2, 3, 3, 4)), True, None)
+    assert not BatchNormalization()._fused(tf.zeros((2, 3, 3, 4)), False, None)
+
+
+def test_batch_norm_saves_and_loads_in_safe_mode(tmp_path):
+    inp = keras.Input((4, 4, 3))
+    model = keras.Model(inp, BatchNormalization(momentum=0.8, name="bn")(inp))
+    model.get_layer("bn").set_weights([np.full(3, 2.0, np.float32), np.ones(3, np.float32),
+                                       np.zeros(3, np.float32), np.full(3, 4.0, np.float32)])
+    model.save(tmp_path / "bn.keras")
+    loaded = keras.saving.load_model(tmp_path / "bn.keras", safe_mode=True)
+    assert isinstance(loaded.get_layer("bn"), BatchNormalization)
+    assert loaded.get_layer("bn").momentum == pytest.approx(0.8)
+    x = np.ones((1, 4, 4, 3), np.float32)
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    np.testing.assert_allclose(model(x), 1 + 2 / np.sqrt(4 + 1e-3), rtol=1e-6)  # eps 1e-3

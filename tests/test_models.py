@@ -221,3 +221,29 @@ def test_cast_networks_changes_the_compute_precision(tiny_cfg):
         np.testing.assert_array_equal(a, b)
     same = cast_networks(g32, d32, "float32")
     assert same[0] is g32 and same[1] is d32
+
+
+@pytest.mark.parametrize("build", [build_generator, build_discriminator])
+def test_weight_files_load_across_keras_and_fused_batch_norm(tmp_path, tiny_cfg, monkeypatch,
+                                                             build):
+    """Checkpoints and weights written by networks of Keras's batch normalization (every version
+    before the fused one) load into today's networks, and back: same keys, same values."""
+    import keras
+
+    from inpaint import layers as ilayers
+    from inpaint import models
+
+    ours = build(tiny_cfg.model)
+    assert any(isinstance(la, ilayers.BatchNormalization) for la in ours.layers)
+    with monkeypatch.context() as m:
+        m.setattr(models, "BatchNormalization", keras.layers.BatchNormalization)
+        theirs = build(tiny_cfg.model)
+    assert not any(isinstance(la, ilayers.BatchNormalization) for la in theirs.layers)
+    rng = np.random.default_rng(5)
+    for src, dst in ((theirs, ours), (ours, theirs)):
+        src.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in src.get_weights()])
+        src.save_weights(tmp_path / "w.weights.h5")
+        dst.load_weights(tmp_path / "w.weights.h5")
+        for a, b in zip(src.weights, dst.weights, strict=True):
+            assert a.path == b.path
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

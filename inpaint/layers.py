@@ -119,3 +119,60 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_variance.assign(self.moving_variance * m
                                     + tf.stop_gradient(biased) * (1.0 - m))
         return tf.cast(y, self.compute_dtype)
+
+
+def _patches_gradient_applies(layer, positions) -> bool:
+    """Whether `layer` (a 2-D convolution of either kind) is one whose weight gradient
+    ops.patches_filter_gradient computes: square kernel and strides, 'same' padding, channels
+    last, no dilation or groups, and at most ops.PATCHES_GRADIENT_MAX_POSITIONS positions per image
+    on its smaller side (`positions`, None when unknown)."""
+    return (positions is not None and positions <= ops.PATCHES_GRADIENT_MAX_POSITIONS
+            and layer.padding == "same" and layer.data_format == "channels_last"
+            and getattr(layer, "groups", 1) == 1 and tuple(layer.dilation_rate) == (1, 1)
+            and len(set(layer.strides)) == 1 and len(set(layer.kernel_size)) == 1
+            and getattr(layer, "output_padding", None) is None)
+
+
+def _positions(h, w, stride: int = 1):
+    if h is None or w is None:
+        return None
+    return -(-h // stride) * -(-w // stride)
+
+
+@keras.saving.register_keras_serializable(package="inpaint")
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D (same weights, options and results) whose weight gradient on small
+    output maps (4x4 and below, such as the DCGAN discriminator's last convolution) is one matrix
+    product of the input's patches (`ops.conv2d`) instead of TensorFlow's backward-filter kernel,
+    3x faster there in bfloat16 on a CPU with AMX. Other shapes take Keras's own path.
+
+    Named as Keras's class so that weight files load across both (see BatchNormalization)."""
+
+    def convolution_op(self, inputs, kernel):
+        s = self.strides[0]
+        if not _patches_gradient_applies(self, _positions(inputs.shape[1], inputs.shape[2], s)):
+            return super().convolution_op(inputs, kernel)
+        x = tf.convert_to_tensor(inputs)
+        return ops.conv2d(x, tf.cast(tf.convert_to_tensor(kernel), x.dtype), s)
+
+
+@keras.saving.register_keras_serializable(package="inpaint")
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
+    """keras.layers.Conv2DTranspose (same weights, options and results) whose weight gradient on
+    small input maps (4x4 and below, such as the DCGAN generator's first transposed convolution)
+    is one matrix product (`ops.conv2d_transpose`), as Conv2D's. Other shapes take Keras's path.
+
+    Named as Keras's class so that weight files load across both (see BatchNormalization)."""
+
+    def call(self, inputs):
+        if not _patches_gradient_applies(self, _positions(inputs.shape[1], inputs.shape[2])):
+            return super().call(inputs)
+        x = tf.convert_to_tensor(inputs)
+        s = self.strides[0]
+        shape = tf.stack([tf.shape(x)[0], x.shape[1] * s, x.shape[2] * s, self.filters])
+        y = ops.conv2d_transpose(x, tf.cast(tf.convert_to_tensor(self.kernel), x.dtype), shape, s)
+        y = tf.ensure_shape(y, (None, x.shape[1] * s, x.shape[2] * s, self.filters))
+        if self.use_bias:
+            # BiasAdd, as Keras's layer: its gradient sums in float32 also for bfloat16 maps
+            y = tf.nn.bias_add(y, tf.cast(tf.convert_to_tensor(self.bias), y.dtype))
+        return self.activation(y) if self.activation is not None else y

@@ -32,7 +32,13 @@ from inpaint.errors import ConfigError, InpaintError, ModelError
 from inpaint.files import atomic_dir, temporary_prefix
 from inpaint.hardware import resolve_precision
 from inpaint.images import to_float
-from inpaint.layers import BatchNormalization, BilinearInitializer, ConvOffset2D
+from inpaint.layers import (
+    BatchNormalization,
+    BilinearInitializer,
+    Conv2D,
+    Conv2DTranspose,
+    ConvOffset2D,
+)
 
 MODEL_FORMAT = "inpaint-dcgan"
 MODEL_FORMAT_VERSION = 1
@@ -57,11 +63,11 @@ def _upsample(x, cfg: ModelConfig, filters: int, i: int, dtype: str):
     mode has k * k * c * filters + filters weights."""
     if cfg.upsample == "resize-conv":
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"g_up{i}", dtype=dtype)(x)
-        return layers.Conv2D(filters, cfg.kernel_size, padding="same", kernel_initializer=_init(cfg),
-                             name=f"g_conv{i}", dtype=dtype)(x)
+        return Conv2D(filters, cfg.kernel_size, padding="same", kernel_initializer=_init(cfg),
+                      name=f"g_conv{i}", dtype=dtype)(x)
     init = BilinearInitializer(2) if cfg.upsample == "deconv-bilinear" else _init(cfg)
-    return layers.Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
-                                  kernel_initializer=init, name=f"g_deconv{i}", dtype=dtype)(x)
+    return Conv2DTranspose(filters, cfg.kernel_size, strides=2, padding="same",
+                           kernel_initializer=init, name=f"g_deconv{i}", dtype=dtype)(x)
 
 
 def build_generator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
@@ -101,8 +107,8 @@ def build_discriminator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model
     for i in range(cfg.n_up):
         if f"d_conv{i}" in cfg.deformable:
             x = ConvOffset2D(name=f"d_offset{i}", dtype=dtype)(x)
-        x = layers.Conv2D(cfg.df * 2 ** i, cfg.kernel_size, strides=2, padding="same",
-                          kernel_initializer=_init(cfg), name=f"d_conv{i}", dtype=dtype)(x)
+        x = Conv2D(cfg.df * 2 ** i, cfg.kernel_size, strides=2, padding="same",
+                   kernel_initializer=_init(cfg), name=f"d_conv{i}", dtype=dtype)(x)
         if i > 0:
             x = _bn(cfg, f"d_bn{i}", dtype)(x)
         x = layers.LeakyReLU(negative_slope=cfg.leak, name=f"d_lrelu{i}", dtype=dtype)(x)
@@ -124,9 +130,9 @@ def build_encoder(cfg: ModelConfig, filters: int = 32, dtype: str = "float32") -
     inp = keras.Input((cfg.image_size, cfg.image_size, cfg.channels + 1), name="masked_face")
     x = inp
     for i in range(cfg.n_up):
-        x = layers.Conv2D(filters * 2 ** i, cfg.kernel_size, strides=2, padding="same",
-                          kernel_initializer=keras.initializers.HeNormal(), name=f"e_conv{i}",
-                          dtype=dtype)(x)
+        x = Conv2D(filters * 2 ** i, cfg.kernel_size, strides=2, padding="same",
+                   kernel_initializer=keras.initializers.HeNormal(), name=f"e_conv{i}",
+                   dtype=dtype)(x)
         x = layers.LeakyReLU(negative_slope=cfg.leak, name=f"e_lrelu{i}", dtype=dtype)(x)
     x = layers.Flatten(name="e_flatten", dtype=dtype)(x)
     x = layers.Dense(cfg.z_dim, kernel_initializer=keras.initializers.GlorotUniform(),
@@ -448,4 +454,5 @@ def first_non_finite_weight(model: keras.Model) -> str | None:
 def _custom_objects() -> dict:
     """Layers of this package that a saved model may contain (registered for safe loading)."""
     return {"BilinearInitializer": BilinearInitializer, "ConvOffset2D": ConvOffset2D,
-            "BatchNormalization": BatchNormalization}
+            "BatchNormalization": BatchNormalization, "Conv2D": Conv2D,
+            "Conv2DTranspose": Conv2DTranspose}

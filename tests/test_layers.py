@@ -176,7 +176,7 @@ def _bn_pair(policy):
     return ours, keras_bn, x, w
 
 
-def _bn_train(layer, x, w):
+def _forward_backward(layer, x, w):
     x = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -189,7 +189,7 @@ def _bn_train(layer, x, w):
 def test_fused_batch_norm_trains_as_keras_batch_norm_in_float32():
     ours, keras_bn, x, w = _bn_pair("float32")
     for _ in range(2):  # twice: the moving statistics update from their updated values
-        got, want = _bn_train(ours, x, w), _bn_train(keras_bn, x, w)
+        got, want = _forward_backward(ours, x, w), _forward_backward(keras_bn, x, w)
         for name, a, b in zip(("y", "dx", "dgamma", "dbeta"), got, want):
             # float32 sums over the 288 values of a channel in another order: ~1e-6 relative
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
@@ -206,7 +206,7 @@ def test_fused_batch_norm_trains_as_keras_batch_norm_in_float32():
 
 def test_fused_batch_norm_in_mixed_bfloat16_keeps_float32_statistics():
     ours, keras_bn, x, w = _bn_pair("mixed_bfloat16")
-    got, want = _bn_train(ours, x, w), _bn_train(keras_bn, x, w)
+    got, want = _forward_backward(ours, x, w), _forward_backward(keras_bn, x, w)
     assert _bn_pair("mixed_bfloat16")[0](tf.constant(x), training=True).dtype == tf.bfloat16
     # both compute in float32 and round y to bfloat16 (8 significant bits): at most one step of
     # 2^-7 relative apart where the float32 values straddle a rounding boundary
@@ -244,3 +244,47 @@ def test_batch_norm_saves_and_loads_in_safe_mode(tmp_path):
     x = np.ones((1, 4, 4, 3), np.float32)
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
     np.testing.assert_allclose(model(x), 1 + 2 / np.sqrt(4 + 1e-3), rtol=1e-6)  # eps 1e-3
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_convolution_layers_train_as_keras_layers(transpose, policy):
+    """inpaint's Conv2D and Conv2DTranspose on a 4x4 map (their matmul weight gradient) give
+    Keras's layers' outputs and gradients for the same weights, bias included."""
+    from inpaint.layers import Conv2D, Conv2DTranspose
+    ours_cls, keras_cls = ((Conv2DTranspose, keras.layers.Conv2DTranspose) if transpose
+                           else (Conv2D, keras.layers.Conv2D))
+    kw = dict(filters=8, kernel_size=5, strides=2, padding="same", dtype=policy)
+    ours, theirs = ours_cls(**kw), keras_cls(**kw)
+    shape = (4, 4, 4, 16)
+    ours.build(shape)
+    theirs.build(shape)
+    rng = np.random.default_rng(2)
+    weights = [rng.normal(size=v.shape).astype(np.float32) * 0.1 for v in theirs.weights]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    x = rng.normal(size=shape).astype(np.float32)
+    w = rng.normal(size=theirs.compute_output_shape(shape)).astype(np.float32)
+    got, want = _forward_backward(ours, x, w), _forward_backward(theirs, x, w)
+    tol = 1e-5 if policy == "float32" else 2 ** -7
+    for name, a, b in zip(("y", "dx", "dkernel", "dbias"), got, want, strict=True):
+        np.testing.assert_allclose(a, b, atol=tol * np.abs(b).max(), err_msg=name)
+
+
+def test_patches_weight_gradient_is_used_on_the_dcgan64s_4x4_maps_only():
+    from inpaint.config import Config
+    from inpaint.layers import _patches_gradient_applies, _positions
+    from inpaint.models import build_discriminator, build_generator
+
+    cfg = Config().model
+    used = []
+    for net in (build_generator(cfg), build_discriminator(cfg)):
+        for layer in net.layers:
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                h, w = layer.input.shape[1:3]
+                used += [layer.name] if _patches_gradient_applies(layer, _positions(h, w)) else []
+            elif isinstance(layer, keras.layers.Conv2D):
+                h, w = layer.input.shape[1:3]
+                pos = _positions(h, w, layer.strides[0])
+                used += [layer.name] if _patches_gradient_applies(layer, pos) else []
+    assert used == ["g_deconv1", "d_conv3"]

@@ -224,21 +224,26 @@ def test_cast_networks_changes_the_compute_precision(tiny_cfg):
 
 
 @pytest.mark.parametrize("build", [build_generator, build_discriminator])
-def test_weight_files_load_across_keras_and_fused_batch_norm(tmp_path, tiny_cfg, monkeypatch,
+def test_weight_files_load_across_keras_and_inpaint_layers(tmp_path, tiny_cfg, monkeypatch,
                                                              build):
-    """Checkpoints and weights written by networks of Keras's batch normalization (every version
-    before the fused one) load into today's networks, and back: same keys, same values."""
+    """Checkpoints and weights written by networks of Keras's batch normalization and convolutions
+    (every version before inpaint's) load into today's networks, and back: same keys, values."""
     import keras
 
     from inpaint import layers as ilayers
     from inpaint import models
 
     ours = build(tiny_cfg.model)
-    assert any(isinstance(la, ilayers.BatchNormalization) for la in ours.layers)
+    classes = ("BatchNormalization", "Conv2D", "Conv2DTranspose")
     with monkeypatch.context() as m:
-        m.setattr(models, "BatchNormalization", keras.layers.BatchNormalization)
+        for name in classes:
+            m.setattr(models, name, getattr(keras.layers, name))
         theirs = build(tiny_cfg.model)
-    assert not any(isinstance(la, ilayers.BatchNormalization) for la in theirs.layers)
+    ours_types = {type(la) for la in ours.layers}
+    assert ilayers.BatchNormalization in ours_types
+    assert ours_types & {ilayers.Conv2D, ilayers.Conv2DTranspose}
+    assert not ours_types & {getattr(keras.layers, name) for name in classes}
+    assert not {type(la) for la in theirs.layers} & {getattr(ilayers, name) for name in classes}
     rng = np.random.default_rng(5)
     for src, dst in ((theirs, ours), (ours, theirs)):
         src.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in src.get_weights()])

@@ -4,6 +4,7 @@ ratios hold on a busy or a different machine; absolute seconds do not.
     python scripts/benchmark.py train      # DCGAN training step, fp32 and bf16
     python scripts/benchmark.py complete   # z-search step, fp32 and bf16
     python scripts/benchmark.py search-parts  # where the fp32 z-search step's time goes
+    python scripts/benchmark.py train-layers  # each convolution's passes in training, both precisions
     python scripts/benchmark.py curves --model M --images aligned/celeba-val
                                            # PSNR along the search for each recipe
     python scripts/benchmark.py shift --model M --images aligned/celeba-val
@@ -111,6 +112,49 @@ def bench_train(repeats: int = 5) -> list[dict]:
                          "ratio": gflops / mm})
     auto = resolve_precision("auto", training=True)
     print(f"train.precision = 'auto' trains in {auto} on this machine")
+    return rows
+
+
+def bench_train_layers(repeats: int = 5) -> list[dict]:
+    """Each convolution of the dcgan64 generator and discriminator at batch 64, as the training
+    step runs it (inpaint's layers, so the matmul weight gradient where it applies): forward, input
+    gradient and weight gradient timed apart, each against the same-run matmul. The training step
+    is these passes (about 85-90% of its time) plus batch norm, activations and the optimizers."""
+    import tensorflow as tf
+
+    from inpaint.config import Config
+    from inpaint.models import build_discriminator, build_generator
+
+    cfg, b = Config().model, 64
+    rows = []
+    for precision in ("float32", "mixed_bfloat16"):
+        mm = matmul_gflops("bfloat16" if "bfloat16" in precision else "float32")
+        for net in (build_generator(cfg, precision), build_discriminator(cfg, precision)):
+            flops = dict(layer_flops(net))
+            for layer in net.layers:
+                if type(layer).__name__ not in ("Conv2D", "Conv2DTranspose"):
+                    continue
+                dtype = layer.compute_dtype
+                x = tf.cast(tf.random.normal((b,) + tuple(layer.input.shape[1:])), dtype)
+                dy = tf.cast(tf.random.normal((b,) + tuple(layer.output.shape[1:])), dtype)
+                kernel = layer.kernel
+
+                def grads(x, layer=layer, dy=dy, kernel=kernel):
+                    with tf.GradientTape() as tape:
+                        tape.watch(x)
+                        y = layer(x, training=True)
+                    return tape.gradient(y, [x, kernel], output_gradients=dy)
+
+                passes = {"forward": tf.function(lambda x, layer=layer: layer(x, training=True)),
+                          "input gradient": tf.function(lambda x, g=grads: g(x)[0]),
+                          "weight gradient": tf.function(lambda x, g=grads: g(x)[1])}
+                for what, fn in passes.items():
+                    sec = timed(lambda fn=fn, x=x: fn(x).numpy(), repeats)
+                    gflops = flops[layer.name] * b / sec / 1e9
+                    rows.append({"what": f"{layer.name} {tuple(layer.input.shape[1:])} -> "
+                                         f"{tuple(layer.output.shape[1:])} {what}, {precision}",
+                                 "seconds": sec, "images_per_s": b / sec, "gflops": gflops,
+                                 "matmul_gflops": mm, "ratio": gflops / mm})
     return rows
 
 
@@ -527,8 +571,8 @@ def print_rows(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "complete", "search-parts", "ops", "all",
-                                         "curves", "shift", "blend"])
+    parser.add_argument("what", choices=["train", "train-layers", "complete", "search-parts",
+                                         "ops", "all", "curves", "shift", "blend"])
     parser.add_argument("--repeats", type=int,
                         help="timed calls per figure (default 5; blend and ops: 3 per round)")
     parser.add_argument("--batch", type=int, default=64, help="ops: batch size")
@@ -554,6 +598,8 @@ def main() -> None:
     rows = []
     if args.what in ("train", "all"):
         rows += bench_train(args.repeats or 5)
+    if args.what in ("train-layers", "all"):
+        rows += bench_train_layers(args.repeats or 5)
     if args.what in ("complete", "all"):
         rows += bench_complete(args.repeats or 5)
     if args.what in ("search-parts", "all"):

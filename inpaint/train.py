@@ -685,6 +685,34 @@ def _check_workers_agree(strategy, step: int, run_dir: Path) -> None:
                           "(a shared folder)")
 
 
+def posthoc_average(start: Sequence[np.ndarray], snapshots: Sequence[tuple[int, Sequence]],
+                    decay: float) -> list[np.ndarray]:
+    """The generator's weight average at another `decay`, after the run: from `start` (the
+    average at step 0: a warm start's model, whose generator is an average already) and
+    `snapshots` [(step, weights)] of the trained generator (its checkpoints, steps ascending),
+    each standing for the steps since the one before. With snapshots at steps t_1 < ... < t_K = T:
+
+        A_T = d^T * start + sum_k d^(T - t_k) * (1 - d^(t_k - t_(k-1))) * G_(t_k),   t_0 = 0,
+
+    which is the running average ema <- d * ema + (1 - d) * G when G holds still between
+    snapshots (exact with a snapshot every step). Returns float32 arrays at step T."""
+    if not snapshots:
+        raise ValueError("posthoc_average needs at least one snapshot")
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"decay must be in [0, 1), got {decay}")
+    steps = [t for t, _ in snapshots]
+    if steps != sorted(set(steps)) or steps[0] < 1:
+        raise ValueError(f"snapshot steps must be positive and ascending, got {steps}")
+    total = steps[-1]
+    acc = [np.asarray(w, np.float64) * decay ** total for w in start]
+    previous = 0
+    for t, weights in snapshots:
+        c = decay ** (total - t) * (1.0 - decay ** (t - previous))
+        acc = [a + c * np.asarray(w, np.float64) for a, w in zip(acc, weights, strict=True)]
+        previous = t
+    return [a.astype(np.float32) for a in acc]
+
+
 def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None, *,
                raw: bool = False, out_dir: str | Path | None = None) -> Path:
     """Export `out_dir` (default `run_dir/model`) from `trainer`, or from the run's latest

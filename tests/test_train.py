@@ -299,3 +299,30 @@ def test_auto_precision_trains_in_bfloat16_only_where_it_is_native(tiny_cfg, mon
     # a run may resume in another precision (same float32 weights): not a config conflict
     prepare_run_dir(tmp_path / "run", apply_overrides(tiny_config(), ["train.precision=auto"]))
     prepare_run_dir(tmp_path / "run", tiny_config())
+
+
+def test_posthoc_average_is_the_running_average_when_g_holds_still_between_snapshots():
+    from inpaint.train import posthoc_average
+
+    rng = np.random.default_rng(4)
+    start = [rng.normal(size=(3, 2)), rng.normal(size=5)]
+    d = 0.9
+    # G changes every step: one snapshot a step gives the running average exactly
+    gs = [[rng.normal(size=(3, 2)), rng.normal(size=5)] for _ in range(7)]
+    ema = [w.copy() for w in start]
+    for g in gs:
+        ema = [d * e + (1 - d) * w for e, w in zip(ema, g)]
+    got = posthoc_average(start, list(enumerate(gs, 1)), d)
+    for a, b in zip(got, ema):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)  # float32 of a float64 sum
+    # G held still over steps 1-3 and 4-7: snapshots at 3 and 7 are enough
+    blocks = [gs[0]] * 3 + [gs[1]] * 4
+    ema = [w.copy() for w in start]
+    for g in blocks:
+        ema = [d * e + (1 - d) * w for e, w in zip(ema, g)]
+    for a, b in zip(posthoc_average(start, [(3, gs[0]), (7, gs[1])], d), ema):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="ascending"):
+        posthoc_average(start, [(3, gs[0]), (2, gs[1])], d)
+    with pytest.raises(ValueError, match="decay"):
+        posthoc_average(start, [(3, gs[0])], 1.0)

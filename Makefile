@@ -75,10 +75,11 @@ pretrained: install
 	$(INPAINT) align $(SHARED)/celeba-more -o aligned/celeba-more --workers 2 -q
 	$(INPAINT) align $(SHARED)/celeba-val -o aligned/celeba-val -q
 	$(INPAINT) train --dataset aligned/celeba-train --dataset aligned/celeba-more -o runs/celeba70k \
-		--config configs/celeba64.toml --init-from pretrained --epochs 10 \
-		--set train.keep_checkpoints=60 --set train.checkpoint_every=200
+		--config configs/celeba64.toml --init-from pretrained --epochs 10 --set train.g_steps=1 \
+		--set train.keep_checkpoints=60 --set train.checkpoint_every=250
 	$(BIN)/python scripts/pretrained.py select runs/celeba70k --images aligned/celeba-val --also-trained
 	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba70k --step <best step>"
+	@echo "or a longer average (docs/quality.md): $(BIN)/python scripts/posthoc_average.py runs/celeba70k --decay 0.9998 --upto <step> --storage float16 -o <dir>"
 	@echo "and: make encoder (a new generator needs its own encoder; packaging drops the old one)"
 
 # Train the encoder that proposes z for the shipped generator and add it to the package.

@@ -1,12 +1,12 @@
 """Keras pieces over `inpaint.ops`: a bilinear-upsampling kernel initializer for transposed
-convolutions, ConvOffset2D, the learned-offset sampling of a deformable convolution, and
-BatchNormalization, Keras's batch normalization computed by one fused kernel each way when
-training.
+convolutions, ConvOffset2D, the learned-offset sampling of a deformable convolution, and Keras's
+BatchNormalization, Conv2D and Conv2DTranspose with faster training passes (a fused batch norm; a
+matmul weight gradient on 4x4 maps), under Keras's class names so that weight files load across.
 
-They are registered as `inpaint>BilinearInitializer`, `inpaint>ConvOffset2D` and
-`inpaint>BatchNormalization` and have a `get_config`, so models holding them save to `.keras`
-files and load back with `safe_mode=True` (`inpaint.models._custom_objects` lists them for the
-loader).
+They are registered as `inpaint>BilinearInitializer`, `inpaint>ConvOffset2D`,
+`inpaint>BatchNormalization`, `inpaint>Conv2D` and `inpaint>Conv2DTranspose` and have a
+`get_config`, so models holding them save to `.keras` files and load back with `safe_mode=True`
+(`inpaint.models._custom_objects` lists them for the loader).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization (same weights, options and results) whose training-mode
     call on NHWC maps is TensorFlow's fused kernel (FusedBatchNormV3, oneDNN's on CPUs) instead of
     Keras's moments and normalisation as separate ops: one pass forward and one back instead of
-    about ten, 2-3x faster on a CPU, which is a quarter of a DCGAN step in bfloat16.
+    about ten (the dcgan64 step on a 2-core AMX Xeon: 0.60 -> 0.49 s in bfloat16, 1.10 -> 1.03 s
+    in float32; docs/speed.md).
 
     It normalises by the batch's mean and biased variance and updates the moving statistics with
     Keras's formula (the kernel's variance is Bessel-corrected, so it is scaled back by (n-1)/n).
@@ -124,8 +125,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
 def _patches_gradient_applies(layer, positions) -> bool:
     """Whether `layer` (a 2-D convolution of either kind) is one whose weight gradient
     ops.patches_filter_gradient computes: square kernel and strides, 'same' padding, channels
-    last, no dilation or groups, and at most ops.PATCHES_GRADIENT_MAX_POSITIONS positions per image
-    on its smaller side (`positions`, None when unknown)."""
+    last, no dilation or groups, and at most ops.PATCHES_GRADIENT_MAX_POSITIONS `positions` per
+    image: the output's of a convolution, the input's of a transposed one (None when unknown)."""
     return (positions is not None and positions <= ops.PATCHES_GRADIENT_MAX_POSITIONS
             and layer.padding == "same" and layer.data_format == "channels_last"
             and getattr(layer, "groups", 1) == 1 and tuple(layer.dilation_rate) == (1, 1)

@@ -13,6 +13,7 @@ default) draws. A frame with 256 colours or fewer is stored exactly.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import logging
@@ -337,14 +338,19 @@ def write_animation(frames: Sequence[np.ndarray], path: str | Path, *, fps: floa
             frame = upscale_nearest(frame, scale)
             yield _pad_to_even(frame) if suffix == ".mp4" else frame
 
+    # The frames are closed when the writing ends, also by Ctrl-C or an error, so that the
+    # progress bar is finished before the caller prints its one line (not after it, when the
+    # suspended generator is collected).
     if suffix == ".mp4":
         held = int(round(hold_last * fps))
-        _write_mp4(prepared(held), path, fps)
+        with contextlib.closing(prepared(held)) as seq:
+            _write_mp4(seq, path, fps)
         seconds = (len(frames) + held) / fps
         out_h, out_w = _pad_to_even(np.empty((h * scale, w * scale, 3), np.uint8)).shape[:2]
     else:
         durations = frame_durations_ms(len(frames), fps, hold_last, suffix)
-        atomic_write_bytes(path, _encode_pillow(prepared(), suffix, durations, loop))
+        with contextlib.closing(prepared()) as seq:
+            atomic_write_bytes(path, _encode_pillow(seq, suffix, durations, loop))
         seconds = sum(durations) / 1000
         out_h, out_w = h * scale, w * scale
     log.debug("wrote %s: %d frames, %dx%d, %.1f s", path, len(frames), out_w, out_h, seconds)

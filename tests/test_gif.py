@@ -407,3 +407,32 @@ def test_image_frames_are_blended_like_the_blended_output(tmp_path, tiny_run):
     (out / "masks" / "001.png").unlink()  # without the mask: the frames as they are
     assert all((b == p).all() for b, p in zip(gif.blend_image_frames(out, "001", paths, plain),
                                               plain))
+
+
+def test_interrupted_writing_closes_its_progress_bar_before_the_interrupt_leaves(monkeypatch,
+                                                                                 tmp_path):
+    """Ctrl-C while Pillow encodes: the frames' generator (and its progress bar) is closed
+    before KeyboardInterrupt leaves write_animation, so the CLI's "Interrupted." is the last
+    line, not a bar redrawn after it when the suspended generator is collected."""
+    import tqdm
+
+    closed = []
+    close = tqdm.tqdm.close
+
+    def recording_close(self):
+        closed.append(self.desc)
+        return close(self)
+
+    def encode(seq, *args, **kwargs):
+        next(seq)
+        next(seq)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tqdm.tqdm, "close", recording_close)
+    monkeypatch.setattr(gif, "_encode_pillow", encode)
+    frames = [np.full((8, 8, 3), i * 20, np.uint8) for i in range(5)]
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        gif.write_animation(frames, tmp_path / "a.gif", progress=True)
+    # `interrupt` holds the traceback, and with it encode's frame and the generator, alive
+    assert interrupt.traceback and "writing a.gif" in closed
+    assert not (tmp_path / "a.gif").exists()

@@ -32,7 +32,7 @@ def main() -> None:
 
     from inpaint import train
     from inpaint.checkpoints import CKPT_RE, list_checkpoints
-    from inpaint.models import build_generator, export_model, load_model
+    from inpaint.models import build_discriminator, build_generator, export_model, load_model
 
     cfg = train.stored_config(args.run)
     if cfg is None:
@@ -43,7 +43,7 @@ def main() -> None:
         raise SystemExit("the run was not started from a model: give --start")
     ckpts = [(int(CKPT_RE.match(p.name).group(1)), p)
              for p in list_checkpoints(args.run / "checkpoints")]
-    ckpts = sorted((t, p) for t, p in ckpts if args.upto is None or t <= args.upto)
+    ckpts = [(t, p) for t, p in ckpts if args.upto is None or t <= args.upto]  # oldest first
     if not ckpts:
         raise SystemExit("no checkpoint to average")
     start = load_model(start_path)
@@ -54,13 +54,13 @@ def main() -> None:
         snapshots.append((t, generator.get_weights()))
     generator.set_weights(train.posthoc_average(start.generator.get_weights(), snapshots,
                                                 args.decay))
-    trainer = train.GANTrainer(cfg)
-    trainer.load_checkpoint(ckpts[-1][1])
+    discriminator = build_discriminator(cfg.model)
+    discriminator.load_weights(ckpts[-1][1] / "discriminator.weights.h5")
     info = {"run": str(args.run.resolve()), "checkpoint": ckpts[-1][1].name,
             "generator": f"post-hoc average, decay {args.decay}, of {len(ckpts)} checkpoints "
                          f"(steps {ckpts[0][0]}-{ckpts[-1][0]}) from {start_path}",
             "init_from": record.get("init_from")}
-    print(export_model(args.out, generator, trainer.discriminator, cfg, step=ckpts[-1][0],
+    print(export_model(args.out, generator, discriminator, cfg, step=ckpts[-1][0],
                        extra=info, storage=args.storage))
 
 

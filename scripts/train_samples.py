@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(faces_dir: Path, out: Path, steps: int, precision: str, model: str) -> None:
     import tensorflow as tf
-    from PIL import Image
 
     from inpaint import images, train
     from inpaint.config import apply_overrides, load_config
@@ -35,16 +34,13 @@ def run(faces_dir: Path, out: Path, steps: int, precision: str, model: str) -> N
     faces = images.read_faces(images.find_images(faces_dir)[:b * steps], cfg.model.image_size)[0]
     if len(faces) < b * steps:
         raise SystemExit(f"{faces_dir}: {len(faces)} faces, {b * steps} needed")
-    real = faces.astype(np.float32) / 127.5 - 1
+    real = images.to_float(faces)
     for i in range(steps):
         losses = trainer.train_step(tf.constant(real[i * b:(i + 1) * b]))
     print("last step:", {k: round(float(v), 4) for k, v in losses.items()})
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "raw.npy", trainer.generator(trainer.sample_z, training=False).numpy())
-    s = trainer.samples()[:64]
-    n, side = 8, s.shape[1]
-    grid = s.reshape(n, n, side, side, 3).transpose(0, 2, 1, 3, 4).reshape(n * side, n * side, 3)
-    Image.fromarray(grid).save(out / "grid.png")
+    images.write_image(out / "grid.png", images.make_grid(trainer.samples(), ncols=8))
     print(f"wrote {out / 'grid.png'} and {out / 'raw.npy'}")
 
 

@@ -11,6 +11,9 @@ They are registered as `inpaint>BilinearInitializer`, `inpaint>ConvOffset2D`,
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import keras
 import tensorflow as tf
 
@@ -81,6 +84,26 @@ class ConvOffset2D(keras.layers.Layer):
         return {**super().get_config(), "init_stddev": self.init_stddev}
 
 
+# How many updates of the moving statistics each training-mode batch-norm call stands for (see
+# repeated_moving_updates). A context variable, not a layer attribute, because tf.distribute
+# traces each replica's step in a thread of its own over the same layers.
+_MOVING_UPDATES: contextvars.ContextVar[int] = contextvars.ContextVar("moving_updates", default=1)
+
+
+@contextlib.contextmanager
+def repeated_moving_updates(times: int):
+    """While code is traced (or run eagerly) inside, every training-mode call of an
+    inpaint BatchNormalization updates its moving statistics as `times` calls on the same batch
+    would have: m <- m * mu^times + s * (1 - mu^times). For a step that reuses one forward pass
+    where it used to run the same one `times` times. Per thread: replicas do not see each
+    other's."""
+    token = _MOVING_UPDATES.set(int(times))
+    try:
+        yield
+    finally:
+        _MOVING_UPDATES.reset(token)
+
+
 @keras.saving.register_keras_serializable(package="inpaint")
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization (same weights, options and results) whose training-mode
@@ -97,6 +120,19 @@ class BatchNormalization(keras.layers.BatchNormalization):
     The class keeps Keras's name on purpose: Keras keys a layer's weights in `.weights.h5` files
     by its class name in snake case, so this name is what lets checkpoints and weights written
     with either class load into networks built with the other."""
+
+    @property
+    def momentum(self) -> float:
+        """The moving statistics' decay per call: Keras's `momentum`, raised to the power of
+        repeated_moving_updates' count inside one (Keras's own path reads it too)."""
+        return self._momentum ** _MOVING_UPDATES.get()
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        self._momentum = value
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "momentum": self._momentum}
 
     def _fused(self, inputs, training, mask) -> bool:
         return (bool(training) and self.trainable and mask is None and not self.renorm

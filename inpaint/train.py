@@ -250,11 +250,19 @@ class GANTrainer(CheckpointedTrainer):
         batch mean (on one replica: its share's sum over the global batch size)."""
         import tensorflow as tf
 
+        from inpaint.layers import repeated_moving_updates
+
         G, D = self.generator, self.discriminator
         bce = tf.nn.sigmoid_cross_entropy_with_logits
         scaled = self.precision == "mixed_float16"
-        with tf.GradientTape() as tape:
+        g_steps = self.cfg.train.g_steps
+        # G(z) is computed once for the discriminator's update and the first generator update:
+        # G's weights do not change in between, so the two forwards were equal. Its tape is kept
+        # for the generator's gradient, and its batch norms' moving statistics take the two
+        # updates the two forwards made (same batch moments).
+        with tf.GradientTape() as g_tape, repeated_moving_updates(1 + min(g_steps, 1)):
             fake = G(z, training=True)
+        with tf.GradientTape() as tape:
             real_logits = D(real, training=True)
             fake_logits = D(fake, training=True)
             d_loss = (mean(bce(tf.ones_like(real_logits), real_logits))
@@ -263,12 +271,20 @@ class GANTrainer(CheckpointedTrainer):
         grads = tape.gradient(d_obj, D.trainable_variables)
         self.d_opt.apply(grads, D.trainable_variables)
         g_loss = tf.constant(0.0)
-        for _ in range(self.cfg.train.g_steps):
+        for i in range(g_steps):
             with tf.GradientTape() as tape:
-                logits = D(G(z, training=True), training=True)
+                if i == 0:
+                    tape.watch(fake)
+                    logits = D(fake, training=True)
+                else:
+                    logits = D(G(z, training=True), training=True)
                 g_loss = mean(bce(tf.ones_like(logits), logits))
                 g_obj = self.g_opt.scale_loss(g_loss) if scaled else g_loss
-            grads = tape.gradient(g_obj, G.trainable_variables)
+            if i == 0:  # back through D to G(z), then through G's kept tape to its weights
+                grads = g_tape.gradient(fake, G.trainable_variables,
+                                        output_gradients=tape.gradient(g_obj, fake))
+            else:
+                grads = tape.gradient(g_obj, G.trainable_variables)
             self.g_opt.apply(grads, G.trainable_variables)
         return {"d_loss": d_loss, "g_loss": g_loss,
                 "d_real": mean(tf.sigmoid(real_logits)),

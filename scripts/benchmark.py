@@ -99,9 +99,11 @@ def bench_train(repeats: int = 5) -> list[dict]:
             tr = GANTrainer(cfg)
             g, d = pass_flops(tr.generator), pass_flops(tr.discriminator)
             b = cfg.train.batch_size
-            # D step: G fwd, D fwd on real and fake, D backward (weights, inner inputs) on both.
-            # Each G step: G fwd, D fwd, D input gradients, G backward (weights, inner inputs).
-            per_image = (g["fwd"] + 2 * (d["fwd"] + d["wgrad"] + d["igrad"])
+            # D step: D fwd on real and fake, D backward (weights, inner inputs) on both. Each G
+            # step: G fwd, D fwd, D input gradients, G backward (weights, inner inputs); the first
+            # G step's G fwd is the one the D step's fakes come from (computed once since 2026-12-03;
+            # before, the D step ran its own: one G fwd more a step).
+            per_image = (2 * (d["fwd"] + d["wgrad"] + d["igrad"])
                          + g_steps * (g["fwd"] + d["fwd"] + d["igrad"] + g["wgrad"] + g["igrad"]))
             real = tf.constant(np.random.default_rng(0).uniform(-1, 1, (b, 64, 64, 3))
                                .astype(np.float32))

@@ -214,3 +214,17 @@ def tiny_encoder_run(tiny_run, tmp_path_factory):
     cfg = EncoderConfig(filters=4, steps=4, batch_size=8, checkpoint_every=2, precision="float32")
     train_encoder(load_model(tiny_run), [data], base / "run", cfg)
     return base / "run"
+
+
+def null_space_weights(trainer) -> set[str]:
+    """Paths of the weights a following batch norm cancels: the bias of the layer right before
+    each batch norm, and that batch norm's moving mean (which tracks it)."""
+    import keras
+
+    out = set()
+    for model in (trainer.generator, trainer.discriminator):
+        for before, layer in zip(model.layers, model.layers[1:]):
+            if isinstance(layer, keras.layers.BatchNormalization) and getattr(before, "bias",
+                                                                              None) is not None:
+                out |= {before.bias.path, layer.moving_mean.path}
+    return out

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from .conftest import ROOT, tiny_config, write_faces
+from .conftest import ROOT, null_space_weights, tiny_config, write_faces
 
 N_IMAGES = 16  # 4 global batches of 4 per epoch
 EPOCHS = 3
@@ -56,20 +56,6 @@ def restored(run_dir: Path):
     trainer = GANTrainer(tiny_config())
     assert trainer.restore_latest(run_dir / "checkpoints") is not None
     return trainer
-
-
-def null_space_weights(trainer) -> set[str]:
-    """Paths of the weights a following batch norm cancels: the bias of the layer right before
-    each batch norm, and that batch norm's moving mean (which tracks it)."""
-    import keras
-
-    out = set()
-    for model in (trainer.generator, trainer.discriminator):
-        for before, layer in zip(model.layers, model.layers[1:]):
-            if isinstance(layer, keras.layers.BatchNormalization) and getattr(before, "bias",
-                                                                              None) is not None:
-                out |= {before.bias.path, layer.moving_mean.path}
-    return out
 
 
 def weight_differences(a, b) -> dict[str, float]:

@@ -8,7 +8,7 @@ from inpaint.config import apply_overrides
 from inpaint.errors import DataError, Interrupted, RunDirError
 from inpaint.train import GANTrainer, prepare_run_dir, train
 
-from .conftest import tiny_config, write_faces
+from .conftest import null_space_weights, tiny_config, write_faces
 
 
 def test_one_step_changes_both_networks(tiny_cfg):
@@ -25,6 +25,61 @@ def test_one_step_changes_both_networks(tiny_cfg):
     # Adam counted one discriminator update and g_steps generator updates
     assert int(tr.d_opt.iterations.numpy()) == 1
     assert int(tr.g_opt.iterations.numpy()) == tiny_cfg.train.g_steps
+
+
+def _reference_step(tr, real, z):
+    """The GAN update as written before G(z) was shared: G run again for every generator
+    update, each training-mode call updating G's batch-norm statistics once."""
+    import tensorflow as tf
+
+    G, D = tr.generator, tr.discriminator
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    with tf.GradientTape() as tape:
+        fake = G(z, training=True)
+        real_logits, fake_logits = D(real, training=True), D(fake, training=True)
+        d_loss = (tf.reduce_mean(bce(tf.ones_like(real_logits), real_logits))
+                  + tf.reduce_mean(bce(tf.zeros_like(fake_logits), fake_logits)))
+    tr.d_opt.apply(tape.gradient(d_loss, D.trainable_variables), D.trainable_variables)
+    for _ in range(tr.cfg.train.g_steps):
+        with tf.GradientTape() as tape:
+            logits = D(G(z, training=True), training=True)
+            g_loss = tf.reduce_mean(bce(tf.ones_like(logits), logits))
+        tr.g_opt.apply(tape.gradient(g_loss, G.trainable_variables), G.trainable_variables)
+    return float(d_loss), float(g_loss)
+
+
+@pytest.mark.parametrize("g_steps", [1, 2])
+def test_shared_generator_forward_computes_what_two_forwards_did(g_steps):
+    """The step runs G(z) once for D's update and G's first: two steps of it give the weights,
+    batch-norm statistics and losses of the step that ran G for each (float32; the statistics'
+    two updates folded into one differ by rounding only)."""
+    cfg = apply_overrides(tiny_config(), [f"train.g_steps={g_steps}", "train.ema_decay=0"])
+    import tensorflow as tf
+
+    new, ref = GANTrainer(cfg), GANTrainer(cfg)
+    step = tf.function(lambda real, z: new._update(real, z, tf.reduce_mean))
+    for a, b in ((new.generator, ref.generator), (new.discriminator, ref.discriminator)):
+        b.set_weights(a.get_weights())
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        real = rng.uniform(-1, 1, (4, 16, 16, 3)).astype("float32")
+        z = rng.uniform(-1, 1, (4, cfg.model.z_dim)).astype("float32")
+        m = {k: float(v) for k, v in step(real, z).items()}
+        d_loss, g_loss = _reference_step(ref, real, z)
+        assert m["d_loss"] == pytest.approx(d_loss, rel=1e-6)
+        assert m["g_loss"] == pytest.approx(g_loss, rel=1e-6)
+    loose = null_space_weights(new)
+    assert loose
+    for a, b in ((new.generator, ref.generator), (new.discriminator, ref.discriminator)):
+        # A bias just before a batch norm changes nothing the step computes (the norm subtracts
+        # it): its gradient is rounding noise, which Adam scales to steps of up to lr, so it
+        # and the moving mean after it are held to that bound, not to the others' few ulps.
+        for va, vb in zip(a.weights, b.weights):
+            atol = 2 * 2 * g_steps * cfg.train.lr if va.path in loose else 1e-6
+            np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-5, atol=atol,
+                                       err_msg=va.path)
+    moved = [v for v in new.generator.weights if "moving" in v.path]
+    assert moved and all(np.any(v.numpy() != 0) for v in moved)
 
 
 def test_run_writes_everything(tiny_run):

@@ -179,9 +179,16 @@ def _with_overrides(cfg, sets, shortcuts):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --set train.lr=1e-4 (repeatable).")
 @click.option("--export-only", is_flag=True, help="Export model/ from the latest checkpoint.")
+@click.option("--average-decay", type=float, metavar="D",
+              help="With --export-only: the generator averaged at decay D after the run, from "
+                   "the run's checkpoints (keep enough of them: README, Training).")
+@click.option("--upto", type=click.IntRange(min=1), metavar="STEP",
+              help="With --average-decay: average the checkpoints up to STEP only.")
+@click.option("--export-to", type=click.Path(path_type=Path), metavar="DIR",
+              help="With --export-only: write the model to DIR instead of OUT/model.")
 @quiet_option()
 def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed, precision,
-                strategy, sets, export_only, quiet):
+                strategy, sets, export_only, average_decay, upto, export_to, quiet):
     """Train a DCGAN on a folder of aligned faces (alias: train).
 
     Writes config, checkpoints, sample grids, TensorBoard logs (logs/), metrics.jsonl and, at the
@@ -193,12 +200,17 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
       inpaint align photos -o faces && inpaint train --dataset faces -o runs/mine
       inpaint train --dataset a --dataset b -o runs/mine --init-from pretrained --epochs 10
       inpaint train -o runs/mine --epochs 20        # resume, or extend to 20 epochs
-      inpaint train -o runs/mine --export-only      # runs/mine/model/ from the last checkpoint
+      inpaint train -o runs/mine --export-only --average-decay 0.9998 --export-to m
+                        # m/: another weight average, from the run's checkpoints
     """
     _setup_logging(quiet)
     _start_tensorflow()
     from inpaint import train as training
 
+    if not export_only and (average_decay, upto, export_to) != (None, None, None):
+        raise click.UsageError("--average-decay, --upto and --export-to go with --export-only")
+    if upto is not None and average_decay is None:
+        raise click.UsageError("--upto goes with --average-decay")
     shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.seed": seed,
                  "train.precision": precision, "train.strategy": strategy}
     if init_from is not None:
@@ -212,7 +224,11 @@ def train_dcgan(datasets, out, init_from, config_path, epochs, batch_size, seed,
             if stored is None:
                 raise click.BadParameter(f"{out} holds no training run",
                                          param_hint="'-o' / '--out-dir'")
-            path = training.export_run(out, stored)
+            if average_decay is None:
+                path = training.export_run(out, stored, out_dir=export_to)
+            else:
+                path = training.export_average(out, stored, average_decay, upto=upto,
+                                               out_dir=export_to)
             click.echo(f"exported {path}")
             return
         datasets = list(datasets) or _recorded_dataset(out / "run.json", "dataset")

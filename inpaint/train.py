@@ -31,13 +31,22 @@ import numpy as np
 
 from inpaint import __version__
 from inpaint.checkpoints import (
+    CKPT_RE,
     CheckpointedTrainer,
     list_checkpoints,
     load_optimizer_arrays,
     optimizer_arrays,
 )
 from inpaint.config import RESUMABLE_KEYS, Config, diff_configs, load_config, save_config
-from inpaint.errors import ConfigError, DataError, Diverged, Interrupted, RunDirError, WorkerLost
+from inpaint.errors import (
+    ConfigError,
+    DataError,
+    Diverged,
+    Interrupted,
+    ModelError,
+    RunDirError,
+    WorkerLost,
+)
 from inpaint.files import atomic_write_bytes
 from inpaint.hardware import resolve_precision
 from inpaint.images import make_grid, to_uint8, write_image
@@ -727,6 +736,78 @@ def posthoc_average(start: Sequence[np.ndarray], snapshots: Sequence[tuple[int, 
         acc = [a + c * np.asarray(w, np.float64) for a, w in zip(acc, weights, strict=True)]
         previous = t
     return [a.astype(np.float32) for a in acc]
+
+
+def _load_weights(net, path: Path) -> None:
+    """net.load_weights(path), RunDirError naming the file when it does not load or holds NaN
+    or infinite values."""
+    import zipfile
+
+    from inpaint.models import first_non_finite_weight
+
+    try:
+        net.load_weights(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise RunDirError(f"{path} does not load: {e}") from e
+    if (bad := first_non_finite_weight(net)) is not None:
+        raise RunDirError(f"{path}: weight {bad} holds NaN or infinite values")
+
+
+def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int | None = None,
+                   out_dir: str | Path | None = None, storage: str = "float32") -> Path:
+    """Export `out_dir` (default `run_dir/model`) with the generator averaged at `decay` after
+    the run (posthoc_average), from the run's checkpoints up to step `upto` (default: all); the
+    discriminator is the last one's. The average starts from the model the run was started from
+    (`--init-from`, recorded in run.json), or, for a run started from random weights, from its
+    oldest checkpoint (a random start is forgotten anyway). Each checkpoint stands for the steps
+    since the one before: a decay's window, about 1 / (1 - decay) steps, should span several
+    checkpoints and lie within those kept (train.keep_checkpoints x train.checkpoint_every); a
+    warning says when the checkpoints deleted before the oldest kept one would carry more than 1%
+    of the average's weight."""
+    from inpaint.models import build_discriminator, build_generator, export_model, load_model
+
+    run_dir = Path(run_dir)
+    if not 0.0 <= decay < 1.0:  # also NaN
+        raise ConfigError(f"the average's decay must be in [0, 1), got {decay}")
+    ckpts = [(int(CKPT_RE.match(p.name).group(1)), p)
+             for p in list_checkpoints(run_dir / "checkpoints")]
+    ckpts = [(t, p) for t, p in ckpts if t > 0 and (upto is None or t <= upto)]  # oldest first
+    if not ckpts:
+        raise RunDirError(f"{run_dir} has no checkpoint" + (f" up to step {upto}" if upto else "")
+                          + " to average; train first")
+    generator = build_generator(cfg.model)
+    snapshots = []
+    for t, p in ckpts:
+        _load_weights(generator, p / "generator.weights.h5")
+        snapshots.append((t, generator.get_weights()))
+    init = _previous_init(run_dir, path=True)
+    if init is not None:
+        try:
+            start = load_model(init).generator.get_weights()
+        except (ModelError, OSError) as e:
+            raise RunDirError(f"the run started from {init}, which the average starts from, and "
+                              f"it does not load: {e}") from e
+        first = 0
+    else:  # the oldest checkpoint is the start, the others are averaged onto it
+        (first, start), snapshots = snapshots[0], snapshots[1:]
+    total = ckpts[-1][0]
+    before = ckpts[0][0] - first  # steps the oldest kept checkpoint stands in for alone
+    if ckpts[0][0] > cfg.train.checkpoint_every + first and decay ** (total - ckpts[0][0]) \
+            * (1.0 - decay ** before) > 0.01:
+        log.warning("the oldest checkpoint kept is step %d: the %d steps before it, %.0f%% of "
+                    "the average at decay %g, are taken as equal to it; keep more checkpoints "
+                    "(train.keep_checkpoints) or use a smaller decay", ckpts[0][0], before,
+                    100 * decay ** (total - ckpts[0][0]) * (1.0 - decay ** before), decay)
+    generator.set_weights(posthoc_average(start, [(t - first, w) for t, w in snapshots], decay)
+                          if snapshots else start)
+    discriminator = build_discriminator(cfg.model)
+    _load_weights(discriminator, ckpts[-1][1] / "discriminator.weights.h5")
+    origin = str(init) if init is not None else f"the run's checkpoint at step {first}"
+    info = {"run": str(run_dir.resolve()),
+            "generator": f"average at decay {decay} of {len(ckpts)} checkpoints (steps "
+                         f"{ckpts[0][0]}-{total}) from {origin}"}
+    return export_model(Path(out_dir) if out_dir else run_dir / "model", generator,
+                        discriminator, cfg, step=total, extra=info, storage=storage)
 
 
 def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None, *,

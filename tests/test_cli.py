@@ -29,6 +29,28 @@ def test_train_alias_and_end_to_end(tmp_path):
     assert r.exit_code == 0 and "exported" in r.output
 
 
+def test_export_only_with_an_average_after_the_run(tiny_run, tmp_path):
+    from inpaint.models import load_model
+
+    r = run_cli("train", "-o", tiny_run, "--export-only", "--average-decay", 0.5,
+                "--export-to", tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert "exported" in r.output and str(tmp_path / "m") in r.output
+    assert load_model(tmp_path / "m").meta["generator"].startswith("average at decay 0.5")
+    r = run_cli("train", "-o", tiny_run, "--export-only", "--average-decay", "nan",
+                "--export-to", tmp_path / "n")
+    assert r.exit_code != 0 and "decay must be in [0, 1), got nan" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "n").exists()
+    r = run_cli("train", "-o", tiny_run, "--export-only", "--average-decay", 0.5, "--upto", 2,
+                "--export-to", tmp_path / "n")
+    assert r.exit_code == 1 and "no checkpoint up to step 2" in r.output
+    r = run_cli("train", "-o", tiny_run, "--export-only", "--upto", 5)
+    assert r.exit_code == 2 and "--upto goes with --average-decay" in r.output
+    r = run_cli("train", "--dataset", tmp_path, "-o", tmp_path / "r", "--average-decay", 0.9)
+    assert r.exit_code == 2 and "go with --export-only" in r.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_usage_errors_exit_2(tmp_path):
     r = run_cli("train", "--dataset", tmp_path, "--out", tmp_path / "r", "--set", "train.nope=1")
     assert r.exit_code == 2 and "unknown key 'train.nope'" in r.output

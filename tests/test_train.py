@@ -381,3 +381,70 @@ def test_posthoc_average_is_the_running_average_when_g_holds_still_between_snaps
         posthoc_average(start, [(3, gs[0]), (2, gs[1])], d)
     with pytest.raises(ValueError, match="decay"):
         posthoc_average(start, [(3, gs[0])], 1.0)
+
+
+def _checkpoint_generators(run, cfg):
+    from inpaint.models import build_generator
+
+    g, out = build_generator(cfg.model), []
+    for p in list_checkpoints(run / "checkpoints"):
+        g.load_weights(p / "generator.weights.h5")
+        out.append((int(p.name.split("-")[1]), g.get_weights()))
+    return out
+
+
+def test_export_average_is_the_posthoc_average_of_the_run_from_its_start(tiny_run, tmp_path,
+                                                                        caplog):
+    from inpaint.errors import ConfigError
+    from inpaint.models import load_model
+    from inpaint.train import export_average, posthoc_average
+
+    data = write_faces(tmp_path / "faces", n=16)
+    cfg = apply_overrides(tiny_config(), ["train.epochs=2", "train.checkpoint_every=2",
+                                          "train.keep_checkpoints=2"])
+    run = tmp_path / "warm"
+    prepare_run_dir(run, cfg)
+    train(data, run, cfg, init_from=tiny_run / "model", progress=False)
+    snaps = _checkpoint_generators(run, cfg)
+    assert [t for t, _ in snaps] == [6, 8]
+    start = load_model(tiny_run / "model").generator.get_weights()
+
+    def weights(path):
+        return load_model(path).generator.get_weights()
+
+    def same(got, want):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    with caplog.at_level("WARNING", logger="inpaint.train"):
+        path = export_average(run, cfg, 0.5, out_dir=tmp_path / "a")
+    # steps 1-5 are gone with their checkpoints: step 6 stands in for them (0.25 * 63/64)
+    assert "oldest checkpoint kept is step 6" in caplog.text and "25%" in caplog.text
+    same(weights(path), posthoc_average(start, snaps, 0.5))
+    meta = load_model(path).meta
+    assert meta["step"] == 8
+    assert meta["generator"].startswith("average at decay 0.5 of 2 checkpoints (steps 6-8)")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inpaint.train"):
+        same(weights(export_average(run, cfg, 0.0, out_dir=tmp_path / "b")), snaps[-1][1])
+    assert "oldest checkpoint" not in caplog.text  # decay 0: only the last one counts
+    same(weights(export_average(run, cfg, 0.5, upto=7, out_dir=tmp_path / "c")),
+         posthoc_average(start, snaps[:1], 0.5))
+    for bad in (float("nan"), 1.0, -0.1):
+        with pytest.raises(ConfigError, match="decay must be in"):
+            export_average(run, cfg, bad, out_dir=tmp_path / "d")
+    with pytest.raises(RunDirError, match="no checkpoint up to step 5"):
+        export_average(run, cfg, 0.5, upto=5, out_dir=tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_export_average_of_a_run_from_random_weights_starts_at_its_oldest_checkpoint(
+        tiny_run, tiny_cfg, tmp_path):
+    from inpaint.models import load_model
+    from inpaint.train import export_average, posthoc_average
+
+    (t0, w0), (t1, w1) = _checkpoint_generators(tiny_run, tiny_cfg)
+    got = load_model(export_average(tiny_run, tiny_cfg, 0.5, out_dir=tmp_path / "m"))
+    for a, b in zip(got.generator.get_weights(), posthoc_average(w0, [(t1 - t0, w1)], 0.5)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert "from the run's checkpoint at step 5" in got.meta["generator"]

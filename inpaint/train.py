@@ -188,6 +188,7 @@ class GANTrainer(CheckpointedTrainer):
         import tensorflow as tf
 
         from inpaint.models import build_generator, build_models
+        from inpaint.optimizers import Adam
 
         self.cfg = cfg
         self.strategy = strategy
@@ -196,7 +197,7 @@ class GANTrainer(CheckpointedTrainer):
         self.precision = resolve_precision(t.precision, training=True)  # "auto" decided here
 
         def adam():
-            opt = keras.optimizers.Adam(learning_rate=t.lr, beta_1=t.beta1, epsilon=t.adam_epsilon)
+            opt = Adam(learning_rate=t.lr, beta_1=t.beta1, epsilon=t.adam_epsilon)
             if self.precision == "mixed_float16":  # float16 gradients underflow without scaling
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             return opt

@@ -5,6 +5,7 @@ ratios hold on a busy or a different machine; absolute seconds do not.
     python scripts/benchmark.py complete   # z-search step, fp32 and bf16
     python scripts/benchmark.py search-parts  # where the fp32 z-search step's time goes
     python scripts/benchmark.py train-layers  # each convolution's passes in training, both precisions
+    python scripts/benchmark.py train-profile # the training step's op time by op kind (profiler)
     python scripts/benchmark.py curves --model M --images aligned/celeba-val
                                            # PSNR along the search for each recipe
     python scripts/benchmark.py shift --model M --images aligned/celeba-val
@@ -115,6 +116,57 @@ def bench_train(repeats: int = 5) -> list[dict]:
     auto = resolve_precision("auto", training=True)
     print(f"train.precision = 'auto' trains in {auto} on this machine")
     return rows
+
+
+def bench_train_profile(repeats: int = 5) -> None:
+    """The 1 D + 1 G training step in mixed bfloat16 and float32, traced by TensorFlow's profiler
+    for `repeats` steps: the executor threads' op time per step by op kind (oneDNN's kernels
+    carry their _Mkl names), largest first, and its share. TensorFlow runs independent ops side
+    by side (two inter-op threads here), so the op times add up to more than the step."""
+    import collections
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:
+        raise SystemExit("train-profile needs TensorFlow's profiler protobufs "
+                         "(tensorflow.tsl.profiler), which this TensorFlow does not ship") from None
+    from inpaint.config import apply_overrides, load_config
+    from inpaint.train import GANTrainer
+
+    recipe = load_config(Path(__file__).resolve().parent.parent / "configs" / "celeba64.toml")
+    for precision in ("mixed_bfloat16", "float32"):
+        cfg = apply_overrides(recipe, [f"train.precision={precision}", "train.g_steps=1"])
+        tr = GANTrainer(cfg)
+        real = tf.constant(np.random.default_rng(0).uniform(
+            -1, 1, (cfg.train.batch_size, 64, 64, 3)).astype(np.float32))
+        sec = timed(lambda tr=tr, real=real: tr.train_step(real), repeats)
+        with tempfile.TemporaryDirectory() as logdir:
+            tf.profiler.experimental.start(logdir)
+            for _ in range(repeats):
+                tr.train_step(real)
+            tf.profiler.experimental.stop()
+            space = xplane_pb2.XSpace()
+            trace = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
+            space.ParseFromString(Path(trace).read_bytes())
+        by_kind: collections.Counter = collections.Counter()
+        for plane in space.planes:
+            names = {k: v.name for k, v in plane.event_metadata.items()}
+            for line in plane.lines:
+                if not line.name.startswith("tf_Compute"):
+                    continue
+                for ev in line.events:
+                    name = names.get(ev.metadata_id, "?")
+                    if name != "ExecutorState::Process":  # the executor's own span, not an op
+                        by_kind[name.split(":")[-1]] += ev.duration_ps / 1e9 / repeats
+        total = sum(by_kind.values())
+        print(f"\n{precision}: {sec:.3f} s/step, {total:.0f} ms of op time a step")
+        print("| op kind | ms/step | share |\n|---|---|---|")
+        for kind, ms in by_kind.most_common(20):
+            print(f"| {kind} | {ms:.1f} | {ms / total:.1%} |")
 
 
 def bench_train_layers(repeats: int = 5) -> list[dict]:
@@ -573,7 +625,7 @@ def print_rows(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "train-layers", "complete", "search-parts",
+    parser.add_argument("what", choices=["train", "train-layers", "train-profile", "complete", "search-parts",
                                          "ops", "all", "curves", "shift", "blend"])
     parser.add_argument("--repeats", type=int,
                         help="timed calls per figure (default 5; blend and ops: 3 per round)")
@@ -596,6 +648,9 @@ def main() -> None:
         return
     if args.what == "blend":
         bench_blend(args.repeats or 3)
+        return
+    if args.what == "train-profile":
+        bench_train_profile(args.repeats or 5)
         return
     rows = []
     if args.what in ("train", "all"):

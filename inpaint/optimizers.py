@@ -19,7 +19,6 @@ import keras
 import tensorflow as tf
 
 
-@keras.saving.register_keras_serializable(package="inpaint")
 class Adam(keras.optimizers.Adam):
     """keras.optimizers.Adam whose update_step is tf.raw_ops.ResourceApplyAdam on a single
     device. AMSGrad, and variables under a tf.distribute strategy (mirrored copies, whose
@@ -27,8 +26,7 @@ class Adam(keras.optimizers.Adam):
 
     def _fusable(self, variable) -> bool:
         return (not self.amsgrad and not tf.distribute.has_strategy()
-                and isinstance(variable, tf.Variable) and hasattr(variable, "handle")
-                and variable.dtype == tf.float32)
+                and isinstance(variable, tf.Variable) and variable.dtype == tf.float32)
 
     def update_step(self, gradient, variable, learning_rate):
         if not self._fusable(variable):

@@ -78,36 +78,48 @@ def pass_flops(model) -> dict[str, float]:
     return {"fwd": fwd, "wgrad": fwd, "igrad": fwd - f[0][1]}
 
 
+def _recipe():
+    """The shipped model's training config, configs/celeba64.toml."""
+    from inpaint.config import load_config
+
+    return load_config(Path(__file__).resolve().parent.parent / "configs" / "celeba64.toml")
+
+
+def _recipe_trainer(precision: str, g_steps: int):
+    """A GANTrainer of the shipped recipe in `precision` with `g_steps`, and a fixed batch of
+    uniform noise images to step it on."""
+    import tensorflow as tf
+
+    from inpaint.config import apply_overrides
+    from inpaint.train import GANTrainer
+
+    cfg = apply_overrides(_recipe(), [f"train.precision={precision}", f"train.g_steps={g_steps}"])
+    real = tf.constant(np.random.default_rng(0).uniform(
+        -1, 1, (cfg.train.batch_size, 64, 64, 3)).astype(np.float32))
+    return GANTrainer(cfg), real
+
+
 def bench_train(repeats: int = 5) -> list[dict]:
     """Per precision: one D update + one G update (g_steps=1, the figure the README quotes), and
     the shipped recipe (configs/celeba64.toml: g_steps=2), at batch 64, both with the generator's
     weight average. FLOPs count only the networks' arithmetic, so the weight average, the optimizers
     and anything else the step does lower the ratio."""
-    import tensorflow as tf
-
-    from inpaint.config import apply_overrides, load_config
     from inpaint.hardware import resolve_precision
-    from inpaint.train import GANTrainer
 
-    recipe = load_config(Path(__file__).resolve().parent.parent / "configs" / "celeba64.toml")
     rows = []
     for precision in ("float32", "mixed_bfloat16"):
         mm = matmul_gflops("bfloat16" if "bfloat16" in precision else "float32")
         for name, g_steps in (("1 D + 1 G update", 1), ("1 D + 2 G updates (celeba64 recipe)",
-                                                         recipe.train.g_steps)):
-            cfg = apply_overrides(recipe, [f"train.precision={precision}",
-                                           f"train.g_steps={g_steps}"])
-            tr = GANTrainer(cfg)
+                                                         _recipe().train.g_steps)):
+            tr, real = _recipe_trainer(precision, g_steps)
             g, d = pass_flops(tr.generator), pass_flops(tr.discriminator)
-            b = cfg.train.batch_size
+            b = tr.cfg.train.batch_size
             # D step: D fwd on real and fake, D backward (weights, inner inputs) on both. Each G
             # step: G fwd, D fwd, D input gradients, G backward (weights, inner inputs); the first
             # G step's G fwd is the one the D step's fakes come from (computed once since 2026-12-03;
             # before, the D step ran its own: one G fwd more a step).
             per_image = (2 * (d["fwd"] + d["wgrad"] + d["igrad"])
                          + g_steps * (g["fwd"] + d["fwd"] + d["igrad"] + g["wgrad"] + g["igrad"]))
-            real = tf.constant(np.random.default_rng(0).uniform(-1, 1, (b, 64, 64, 3))
-                               .astype(np.float32))
             sec = timed(lambda tr=tr, real=real: tr.train_step(real), repeats)
             gflops = per_image * b / sec / 1e9
             rows.append({"what": f"train {name}, {precision}", "seconds": sec,
@@ -134,15 +146,8 @@ def bench_train_profile(repeats: int = 5) -> None:
     except ImportError:
         raise SystemExit("train-profile needs TensorFlow's profiler protobufs "
                          "(tensorflow.tsl.profiler), which this TensorFlow does not ship") from None
-    from inpaint.config import apply_overrides, load_config
-    from inpaint.train import GANTrainer
-
-    recipe = load_config(Path(__file__).resolve().parent.parent / "configs" / "celeba64.toml")
     for precision in ("mixed_bfloat16", "float32"):
-        cfg = apply_overrides(recipe, [f"train.precision={precision}", "train.g_steps=1"])
-        tr = GANTrainer(cfg)
-        real = tf.constant(np.random.default_rng(0).uniform(
-            -1, 1, (cfg.train.batch_size, 64, 64, 3)).astype(np.float32))
+        tr, real = _recipe_trainer(precision, g_steps=1)
         sec = timed(lambda tr=tr, real=real: tr.train_step(real), repeats)
         with tempfile.TemporaryDirectory() as logdir:
             tf.profiler.experimental.start(logdir)
@@ -625,8 +630,9 @@ def print_rows(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "train-layers", "train-profile", "complete", "search-parts",
-                                         "ops", "all", "curves", "shift", "blend"])
+    parser.add_argument("what", choices=["train", "train-layers", "train-profile", "complete",
+                                         "search-parts", "ops", "all", "curves", "shift",
+                                         "blend"])
     parser.add_argument("--repeats", type=int,
                         help="timed calls per figure (default 5; blend and ops: 3 per round)")
     parser.add_argument("--batch", type=int, default=64, help="ops: batch size")

@@ -53,7 +53,7 @@ def test_fused_adam_is_one_resource_apply_adam_per_variable():
 
 def test_amsgrad_takes_keras_update():
     kwargs = {"learning_rate": 1e-3, "amsgrad": True}
-    start, ours, _, fn = _run(Adam(**kwargs))
+    _, ours, _, fn = _run(Adam(**kwargs))
     _, theirs, _, _ = _run(keras.optimizers.Adam(**kwargs))
     assert "ResourceApplyAdam" not in [op.type for op in fn.graph.get_operations()]
     for a, b in zip(ours, theirs):

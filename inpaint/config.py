@@ -119,14 +119,22 @@ class TrainConfig:
     # generator is sampled, exported and searched. Its decay ramps up as min(ema_decay,
     # (1 + step) / (10 + step)), so early averages do not hold on to the initial weights.
     ema_decay: float = 0.999
+    # R1 penalty on real faces (Mescheder et al. 2018): the discriminator's loss gains
+    # r1_gamma / 2 * E[|grad_x D(x)|^2] over the real batch, D's logit differentiated by the
+    # pixels in [-1, 1]. 0 turns it off. Lazy, as in StyleGAN2: added every r1_every steps,
+    # scaled by r1_every, so it costs a double backward pass through D once every r1_every steps.
+    r1_gamma: float = 0.0
+    r1_every: int = 16
 
     def validate(self) -> None:
+        if not 0.0 <= self.r1_gamma < float("inf"):  # NaN fails too
+            raise ConfigError(f"train.r1_gamma must be a finite number >= 0, got {self.r1_gamma}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         _positive("train.adam_epsilon", self.adam_epsilon)
         _in_range("train.seed", self.seed, 0, MAX_SEED)
         for key in ("epochs", "batch_size", "g_steps", "checkpoint_every", "keep_checkpoints",
-                    "sample_every", "log_every"):
+                    "sample_every", "log_every", "r1_every"):
             _positive(f"train.{key}", getattr(self, key))
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")

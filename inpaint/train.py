@@ -223,6 +223,7 @@ class GANTrainer(CheckpointedTrainer):
         self.sample_z = np.random.default_rng([t.seed, 1]).uniform(
             -1.0, 1.0, (N_SAMPLES, cfg.model.z_dim)).astype(np.float32)
         self.step = 0
+        self.last_r1: float | None = None  # the R1 penalty of the last step that added it
         # The average's warm-up forgets a random start; a warm start (init_from_model) is a
         # trained model's average already, which the warm-up would forget in a few hundred steps.
         self.ema_warmup = True
@@ -249,15 +250,23 @@ class GANTrainer(CheckpointedTrainer):
         for e, v in zip(self.ema_generator.weights, self.generator.weights):
             e.assign(d * e + (1.0 - d) * tf.cast(v, e.dtype))
 
-    def _step(self, real):
+    def _step(self, real, r1=False):
         import tensorflow as tf
 
         z = self.rng.uniform([tf.shape(real)[0], self.cfg.model.z_dim], -1.0, 1.0)
-        return self._update(real, z, tf.reduce_mean)
+        return self._update(real, z, tf.reduce_mean, r1)
 
-    def _update(self, real, z, mean):
+    def r1_due(self) -> bool:
+        """Whether the next step adds the R1 penalty (train.r1_gamma > 0, every r1_every steps
+        counted from step 0: a function of the step, so a resumed run keeps the schedule)."""
+        t = self.cfg.train
+        return t.r1_gamma > 0 and self.step % t.r1_every == 0
+
+    def _update(self, real, z, mean, r1=False):
         """The GAN update on `real` and `z`; `mean` reduces per-example values (B, 1) to the
-        batch mean (on one replica: its share's sum over the global batch size)."""
+        batch mean (on one replica: its share's sum over the global batch size). With `r1`
+        (a Python bool: traced apart) the discriminator's loss gains the lazy R1 penalty,
+        r1_every * r1_gamma / 2 * E[|grad_x D(real)|^2]."""
         import tensorflow as tf
 
         from inpaint.layers import repeated_moving_updates
@@ -272,12 +281,25 @@ class GANTrainer(CheckpointedTrainer):
         # updates the two forwards made (same batch moments).
         with tf.GradientTape() as g_tape, repeated_moving_updates(1 + min(g_steps, 1)):
             fake = G(z, training=True)
+        out = {}
         with tf.GradientTape() as tape:
-            real_logits = D(real, training=True)
+            if r1:  # the real batch's forward, watched for the gradient by its pixels
+                real = tf.convert_to_tensor(real, tf.float32)
+                with tf.GradientTape() as x_tape:
+                    x_tape.watch(real)
+                    real_logits = D(real, training=True)
+                    real_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))
+                grad_x = x_tape.gradient(real_sum, real)
+                grad_sq = tf.reduce_sum(tf.square(grad_x), axis=[1, 2, 3])[:, None]
+                penalty = mean(0.5 * self.cfg.train.r1_gamma * grad_sq)
+                out["r1"] = penalty
+            else:
+                real_logits = D(real, training=True)
             fake_logits = D(fake, training=True)
             d_loss = (mean(bce(tf.ones_like(real_logits), real_logits))
                       + mean(bce(tf.zeros_like(fake_logits), fake_logits)))
-            d_obj = self.d_opt.scale_loss(d_loss) if scaled else d_loss
+            d_total = d_loss + self.cfg.train.r1_every * penalty if r1 else d_loss
+            d_obj = self.d_opt.scale_loss(d_total) if scaled else d_total
         grads = tape.gradient(d_obj, D.trainable_variables)
         self.d_opt.apply(grads, D.trainable_variables)
         g_loss = tf.constant(0.0)
@@ -298,9 +320,9 @@ class GANTrainer(CheckpointedTrainer):
             self.g_opt.apply(grads, G.trainable_variables)
         return {"d_loss": d_loss, "g_loss": g_loss,
                 "d_real": mean(tf.sigmoid(real_logits)),
-                "d_fake": mean(tf.sigmoid(fake_logits))}
+                "d_fake": mean(tf.sigmoid(fake_logits)), **out}
 
-    def _distributed_step(self, real, z):
+    def _distributed_step(self, real, z, r1=False):
         """`real`, `z`: per-replica shares of the global batch. Each replica's losses are its
         examples' sum divided by the global batch size (tf.nn.compute_average_loss), so the
         replicas' gradients, which the optimizers sum, are those of the global mean."""
@@ -310,7 +332,7 @@ class GANTrainer(CheckpointedTrainer):
             return tf.nn.compute_average_loss(tf.reshape(per_example, [-1]))
 
         def replica_step(real, z):
-            return self._update(real, z, replica_mean)
+            return self._update(real, z, replica_mean, r1)
 
         out = self.strategy.run(replica_step, args=(real, z))
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -339,14 +361,22 @@ class GANTrainer(CheckpointedTrainer):
     def train_step(self, real) -> dict[str, float]:
         """One discriminator update and `g_steps` generator updates on `real`:
         (B, S, S, C) float32 in [-1, 1] (the global batch). Returns the losses as floats."""
+        r1 = self.r1_due()
         if self.strategy is None:
-            out = self._train_step(real)
+            out = self._train_step(real, r1)
         else:
-            out = self._distributed_train_step(*self._split_batch(real))
+            out = self._distributed_train_step(*self._split_batch(real), r1)
         self.step += 1
         if self.ema_generator is not None:
             self._ema_step(self.ema_decay())
-        return {k: float(v) for k, v in out.items()}
+        out = {k: float(v) for k, v in out.items()}
+        # Every step reports the latest penalty measured (none until a step of this session added
+        # it), so the logged steps, which need not be R1 steps, show it.
+        if "r1" in out:
+            self.last_r1 = out["r1"]
+        elif self.last_r1 is not None:
+            out["r1"] = self.last_r1
+        return out
 
     @property
     def output_generator(self):

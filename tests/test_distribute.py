@@ -134,6 +134,20 @@ def test_unsynchronised_batchnorm_lets_replica_copies_drift(mirrored_runs):
     assert report["moving_mean_drift"]["synchronised"] == 0.0
 
 
+def test_two_cpu_replicas_add_the_r1_penalty_one_device_adds(tmp_path):
+    """R1's gradient by the pixels, through synchronised batch norms, and its per-replica mean
+    over the global batch: 2 replicas train what one device trains, penalty included."""
+    run_script("mirrored-r1", tmp_path)
+    one, two = restored(tmp_path / "one-device"), restored(tmp_path / "mirrored")
+    r1 = [[json.loads(line)["r1"] for line in (tmp_path / name / "metrics.jsonl").open()]
+          for name in ("one-device", "mirrored")]
+    assert len(r1[0]) == STEPS and len(set(r1[0])) == STEPS // 2  # measured every other step
+    np.testing.assert_allclose(r1[1], r1[0], rtol=1e-5)
+    np.testing.assert_allclose(losses(tmp_path / "mirrored"), losses(tmp_path / "one-device"),
+                               rtol=0, atol=LOSS_ATOL)
+    assert_same_training(one, two, null_space_weights(one))
+
+
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:
@@ -407,6 +421,24 @@ def _mirrored(out: Path) -> dict:
     return report
 
 
+def _mirrored_r1(out: Path) -> None:
+    """The tiny model with R1 every other step, on one device and on 2 mirrored CPU replicas."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from inpaint.config import apply_overrides
+    from inpaint.train import prepare_run_dir, train
+
+    data = write_faces(out / "faces", n=N_IMAGES)
+    for name, strategy in (("one-device", "default"), ("mirrored", "mirrored")):
+        cfg = apply_overrides(tiny_config(), [f"train.strategy={strategy}",
+                                              f"train.epochs={EPOCHS}", "train.r1_gamma=0.2",
+                                              "train.r1_every=2"])
+        prepare_run_dir(out / name, cfg)
+        train(data, out / name, cfg, progress=False)
+
+
 def _worker(out: Path, index: int, epochs: int) -> None:
     """One worker of a MultiWorkerMirroredStrategy run (TF_CONFIG from the environment), through
     the CLI; then its weights, as this worker holds them, into out/weights-<index>.npz."""
@@ -436,6 +468,8 @@ if __name__ == "__main__":
     mode, where = sys.argv[1], Path(sys.argv[2])
     if mode == "mirrored":
         print(json.dumps(_mirrored(where)))
+    elif mode == "mirrored-r1":
+        _mirrored_r1(where)
     elif mode == "worker":
         _worker(where, int(sys.argv[3]), int(sys.argv[4]))
     else:

@@ -1,0 +1,144 @@
+"""The R1 penalty on real faces (train.r1_gamma, train.r1_every)."""
+import numpy as np
+import pytest
+
+from inpaint.checkpoints import list_checkpoints
+from inpaint.config import apply_overrides
+from inpaint.errors import ConfigError, Interrupted
+from inpaint.train import GANTrainer, prepare_run_dir, train
+
+from .conftest import tiny_config, write_faces
+
+
+def _real(seed=0, n=4):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 16, 16, 3)).astype("float32")
+
+
+def _grad_sq(D, real):
+    """|grad_x D(x)|^2 per example, D in training mode (batch moments, as the step runs it)."""
+    import tensorflow as tf
+
+    x = tf.constant(real)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(D(x, training=True))
+    g = tape.gradient(total, x)
+    return tf.reduce_sum(tf.square(g), axis=[1, 2, 3]).numpy()
+
+
+def test_reported_penalty_is_half_gamma_times_the_mean_squared_gradient_by_the_pixels():
+    cfg = apply_overrides(tiny_config(), ["train.r1_gamma=0.5", "train.r1_every=4"])
+    tr = GANTrainer(cfg)
+    real = _real()
+    expected = 0.5 * 0.5 * _grad_sq(tr.discriminator, real).mean()
+    assert expected > 0
+    m = tr.train_step(real)
+    assert m["r1"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_penalised_update_is_adams_step_on_the_gradient_of_loss_plus_every_times_penalty():
+    """The discriminator's update on an R1 step equals one written out here: Adam on the
+    gradient of the cross-entropy plus r1_every * r1_gamma / 2 * mean |grad_x D(x)|^2; and it
+    differs from the update without the penalty."""
+    import tensorflow as tf
+
+    gamma, every = 0.3, 4
+    cfg = apply_overrides(tiny_config(), [f"train.r1_gamma={gamma}", f"train.r1_every={every}",
+                                          "train.ema_decay=0"])
+    new, ref, plain = GANTrainer(cfg), GANTrainer(cfg), GANTrainer(cfg)
+    for tr in (ref, plain):
+        tr.generator.set_weights(new.generator.get_weights())
+        tr.discriminator.set_weights(new.discriminator.get_weights())
+    real = tf.constant(_real())
+    z = tf.constant(np.random.default_rng(1).uniform(-1, 1, (4, cfg.model.z_dim)), tf.float32)
+    new._update(real, z, tf.reduce_mean, True)
+    plain._update(real, z, tf.reduce_mean, False)
+
+    G, D = ref.generator, ref.discriminator
+    bce = tf.nn.sigmoid_cross_entropy_with_logits
+    fake = G(z, training=True)
+    with tf.GradientTape() as tape:
+        with tf.GradientTape() as inner:
+            inner.watch(real)
+            real_logits = D(real, training=True)
+        g = inner.gradient(real_logits, real)
+        penalty = gamma / 2 * tf.reduce_mean(tf.reduce_sum(g * g, axis=[1, 2, 3]))
+        fake_logits = D(fake, training=True)
+        loss = (tf.reduce_mean(bce(tf.ones_like(real_logits), real_logits))
+                + tf.reduce_mean(bce(tf.zeros_like(fake_logits), fake_logits)) + every * penalty)
+    ref.d_opt.apply(tape.gradient(loss, D.trainable_variables), D.trainable_variables)
+
+    differs = 0
+    for a, b, c in zip(new.discriminator.trainable_variables, D.trainable_variables,
+                       plain.discriminator.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+        differs += not np.allclose(c.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert differs
+
+
+def test_penalty_every_r1_every_steps_from_step_0_and_reported_in_between():
+    cfg = apply_overrides(tiny_config(), ["train.r1_gamma=0.5", "train.r1_every=3"])
+    tr = GANTrainer(cfg)
+    assert [GANTrainer.r1_due(type("T", (), {"cfg": cfg, "step": s})) for s in range(7)] == [
+        True, False, False, True, False, False, True]
+    values = [tr.train_step(_real(seed=s))["r1"] for s in range(7)]
+    assert values[1] == values[2] == values[0] and values[4] == values[5] == values[3]
+    assert len({values[0], values[3], values[6]}) == 3  # new batches, new weights: measured anew
+    # the step with the penalty and the one without are traced once each, not once per step
+    assert tr._train_step.experimental_get_tracing_count() == 2
+
+
+def test_no_penalty_no_r1_metric():
+    tr = GANTrainer(tiny_config())
+    assert "r1" not in tr.train_step(_real()) and not tr.r1_due()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1"])
+def test_bad_gamma_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="train.r1_gamma"):
+        apply_overrides(tiny_config(), [f"train.r1_gamma={value}"])
+
+
+def test_bad_every_is_a_config_error():
+    with pytest.raises(ConfigError, match="train.r1_every"):
+        apply_overrides(tiny_config(), ["train.r1_every=0"])
+
+
+def test_resumed_penalised_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Interrupted between two R1 steps, the resumed run keeps the schedule (it follows the
+    step, not the session) and ends where the uninterrupted run does."""
+    data = write_faces(tmp_path / "faces", n=12)
+    cfg = apply_overrides(tiny_config(), ["train.r1_gamma=0.2", "train.r1_every=2"])
+    straight = tmp_path / "straight"
+    prepare_run_dir(straight, cfg)
+    train(data, straight, cfg, progress=False)
+
+    broken = tmp_path / "broken"
+    prepare_run_dir(broken, cfg)
+    real_step = GANTrainer.train_step
+
+    def interrupt_at_3(self, batch):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(GANTrainer, "train_step", interrupt_at_3)
+    with pytest.raises(Interrupted, match="interrupted at step 3"):
+        train(data, broken, cfg, progress=False)
+    monkeypatch.setattr(GANTrainer, "train_step", real_step)
+    assert list_checkpoints(broken / "checkpoints")[-1].name == "ckpt-0000003"
+    train(data, broken, cfg, progress=False)
+
+    a, b = GANTrainer(cfg), GANTrainer(cfg)
+    a.restore_latest(straight / "checkpoints")
+    b.restore_latest(broken / "checkpoints")
+    assert a.step == b.step == 6
+    for va, vb in zip(a.generator.weights + a.discriminator.weights,
+                      b.generator.weights + b.discriminator.weights):
+        np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5, err_msg=va.path)
+
+
+def test_bfloat16_penalised_step_is_finite():
+    cfg = apply_overrides(tiny_config(), ["train.precision=mixed_bfloat16", "train.r1_gamma=0.5"])
+    m = GANTrainer(cfg).train_step(_real())
+    assert np.isfinite(list(m.values())).all() and m["r1"] > 0

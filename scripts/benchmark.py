@@ -85,15 +85,16 @@ def _recipe():
     return load_config(Path(__file__).resolve().parent.parent / "configs" / "celeba64.toml")
 
 
-def _recipe_trainer(precision: str, g_steps: int):
-    """A GANTrainer of the shipped recipe in `precision` with `g_steps`, and a fixed batch of
-    uniform noise images to step it on."""
+def _recipe_trainer(precision: str, g_steps: int, *overrides: str):
+    """A GANTrainer of the shipped recipe in `precision` with `g_steps` (and config `overrides`),
+    and a fixed batch of uniform noise images to step it on."""
     import tensorflow as tf
 
     from inpaint.config import apply_overrides
     from inpaint.train import GANTrainer
 
-    cfg = apply_overrides(_recipe(), [f"train.precision={precision}", f"train.g_steps={g_steps}"])
+    cfg = apply_overrides(_recipe(), [f"train.precision={precision}", f"train.g_steps={g_steps}",
+                                      *overrides])
     real = tf.constant(np.random.default_rng(0).uniform(
         -1, 1, (cfg.train.batch_size, 64, 64, 3)).astype(np.float32))
     return GANTrainer(cfg), real
@@ -103,15 +104,20 @@ def bench_train(repeats: int = 5) -> list[dict]:
     """Per precision: one D update + one G update (g_steps=1, the figure the README quotes), and
     the shipped recipe (configs/celeba64.toml: g_steps=2), at batch 64, both with the generator's
     weight average. FLOPs count only the networks' arithmetic, so the weight average, the optimizers
-    and anything else the step does lower the ratio."""
+    and anything else the step does lower the ratio. Then the 1 D + 1 G step that adds the R1
+    penalty (train.r1_gamma > 0: one step in train.r1_every), counted with the plain step's FLOPs:
+    its lower ratio is what the penalty's double backward pass costs."""
     from inpaint.hardware import resolve_precision
 
     rows = []
     for precision in ("float32", "mixed_bfloat16"):
         mm = matmul_gflops("bfloat16" if "bfloat16" in precision else "float32")
-        for name, g_steps in (("1 D + 1 G update", 1), ("1 D + 2 G updates (celeba64 recipe)",
-                                                         _recipe().train.g_steps)):
-            tr, real = _recipe_trainer(precision, g_steps)
+        for name, g_steps, extra in (
+                ("1 D + 1 G update", 1, ()),
+                ("1 D + 2 G updates (celeba64 recipe)", _recipe().train.g_steps, ()),
+                ("1 D + 1 G update adding R1 (its FLOPs not counted)", 1,
+                 ("train.r1_gamma=0.01", "train.r1_every=1"))):
+            tr, real = _recipe_trainer(precision, g_steps, *extra)
             g, d = pass_flops(tr.generator), pass_flops(tr.discriminator)
             b = tr.cfg.train.batch_size
             # D step: D fwd on real and fake, D backward (weights, inner inputs) on both. Each G

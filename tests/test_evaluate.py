@@ -14,6 +14,7 @@ from inpaint.evaluate import (
     hole_l1,
     markdown_table,
     mean_fill,
+    paired_differences,
     psnr,
     ssim,
 )
@@ -92,8 +93,16 @@ def test_evaluate_on_the_tiny_model(tiny_run):
     model = load_model(tiny_run)
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     res = evaluate_mask(model, images, ["a", "b", "c"], "center", SearchOptions(iters=3))
-    assert set(res) == {"completed", "blended", "mean_fill", "harmonic", "seconds_per_image"}
+    assert set(res) == {"completed", "blended", "mean_fill", "harmonic", "seconds_per_image",
+                        "per_image"}
     assert res["completed"]["n"] == 3 and np.isfinite(res["blended"]["psnr"])
+    # the per-face scores are the ones the means summarise, in the order of the stems
+    per = res["per_image"]
+    assert per["stems"] == ["a", "b", "c"]
+    for method in ("completed", "blended"):
+        for metric in ("psnr", "ssim", "hole_l1", "detail"):
+            assert len(per[method][metric]) == 3
+            assert np.mean(per[method][metric]) == pytest.approx(res[method][metric])
     table = markdown_table({"center": res})
     assert table.count("\n") == 5 and "| center | harmonic |" in table
 
@@ -107,3 +116,63 @@ def test_cli_evaluate_writes_json(tiny_run, tmp_path):
     assert "| left | completed |" in r.output
     data = json.loads((tmp_path / "r.json").read_text())
     assert set(data["results"]) == {"center", "left"} and data["images"] == 2
+
+
+def _report(stems, **scores):
+    """A minimal evaluate report: one mask, the blended method's per-face `scores`."""
+    per = {m: list(v) for m, v in scores.items()}
+    summary = {m: float(np.mean([x for x in v if np.isfinite(x)])) for m, v in per.items()}
+    return {"results": {"center": {"blended": summary,
+                                   "per_image": {"stems": list(stems), "blended": per}}}}
+
+
+def test_paired_differences_mean_interval_and_faces_better():
+    stems = [f"{i:03d}" for i in range(6)]
+    before = _report(stems, psnr=[20, 21, 22, 23, 24, float("inf")], ssim=[0.5] * 6,
+                     hole_l1=[10, 10, 10, 10, 10, 10], detail=[-1] * 6)
+    after = _report(stems, psnr=[21, 21.5, 23, 23, 25, 30], ssim=[0.6] * 6,
+                    hole_l1=[9, 11, 9, 9, 10, 8], detail=[-1] * 6)
+    d = paired_differences(before, after)["center"]
+    # PSNR: the pair with an infinite score is left out; differences 1, .5, 1, 0, 1
+    assert d["psnr"]["n"] == 5 and d["psnr"]["mean"] == pytest.approx(0.7)
+    se = np.std([1, 0.5, 1, 0, 1], ddof=1) / np.sqrt(5)
+    assert d["psnr"]["se"] == pytest.approx(se)
+    assert d["psnr"]["low"] == pytest.approx(0.7 - 1.96 * se)
+    assert d["psnr"]["better"] == 4
+    assert d["hole_l1"]["better"] == 4  # lower is better for the hole's L1
+    assert d["ssim"]["mean"] == pytest.approx(0.1) and d["ssim"]["se"] == pytest.approx(0)
+    assert d["detail"]["better"] == 0 and d["detail"]["mean"] == 0
+
+
+def test_paired_differences_refuse_other_faces_and_old_reports():
+    a = _report(["a", "b"], psnr=[1, 2], ssim=[1, 1], hole_l1=[1, 1], detail=[0, 0])
+    b = _report(["a", "c"], psnr=[1, 2], ssim=[1, 1], hole_l1=[1, 1], detail=[0, 0])
+    with pytest.raises(ValueError, match="different faces"):
+        paired_differences(a, b)
+    del b["results"]["center"]["per_image"]
+    with pytest.raises(ValueError, match="no per-face scores"):
+        paired_differences(a, b)
+
+
+def test_compare_script_on_two_cli_reports(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    src = write_faces(tmp_path / "in", n=3, size=(16, 16))
+    for name, iters in (("a", "1"), ("b", "4")):
+        r = CliRunner().invoke(cli, ["evaluate", str(src), "--model", str(tiny_run), "--iters",
+                                     iters, "--mask-type", "center", "--json",
+                                     str(tmp_path / f"{name}.json"), "-q"])
+        assert r.exit_code == 0, r.output
+    run = [sys.executable, str(ROOT / "scripts" / "compare_evals.py")]
+    out = subprocess.run([*run, str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("| center |") == 4 and "of 3 |" in out.stdout
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    out = subprocess.run([*run, str(tmp_path / "a.json"), str(tmp_path / "bad.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "not an inpaint evaluate report" in out.stderr
+    assert "Traceback" not in out.stderr

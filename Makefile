@@ -65,21 +65,21 @@ demo: install  ## complete data/samples with the shipped model: out/demo/{sheet.
 	$(INPAINT) make-gif out/demo -o out/demo/completion.gif --scale 2
 	@echo "open out/demo/sheet.png and out/demo/completion.gif"
 
-# Reproduce the shipped model: align CelebA, train, pick the best checkpoint, package it.
-# Needs CelebA in $(SHARED) (celeba-train/, celeba-val/; see its README).
-# Reproduce the shipped model: align CelebA (70,200 faces), continue training from the shipped
-# weights with the weight average, pick the best checkpoint by completion quality, package it.
+# Reproduce the shipped model's last run: align CelebA (70,200 faces; $(SHARED) holds celeba-train/,
+# celeba-more/ and celeba-val/, see its README), continue training from the shipped weights with
+# the weight average and R1 (docs/quality.md), pick the checkpoint by completion quality, package it.
 pretrained: install
 	$(call need,$(SHARED)/celeba-train,set SHARED=<folder holding CelebA's celeba-train/, celeba-more/ and celeba-val/>)
 	$(INPAINT) align $(SHARED)/celeba-train -o aligned/celeba-train --workers 2 -q
 	$(INPAINT) align $(SHARED)/celeba-more -o aligned/celeba-more --workers 2 -q
 	$(INPAINT) align $(SHARED)/celeba-val -o aligned/celeba-val -q
 	$(INPAINT) train --dataset aligned/celeba-train --dataset aligned/celeba-more -o runs/celeba70k \
-		--config configs/celeba64.toml --init-from pretrained --epochs 10 --set train.g_steps=1 \
-		--set train.keep_checkpoints=60 --set train.checkpoint_every=250
+		--config configs/celeba64.toml --init-from pretrained --epochs 6 --set train.g_steps=1 \
+		--set train.lr=1e-4 --set train.r1_gamma=0.003 \
+		--set train.keep_checkpoints=100 --set train.checkpoint_every=250
 	$(BIN)/python scripts/pretrained.py select runs/celeba70k --images aligned/celeba-val --also-trained
 	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba70k --step <best step>"
-	@echo "or a longer average (docs/quality.md): $(BIN)/python scripts/posthoc_average.py runs/celeba70k --decay 0.9998 --upto <step> --storage float16 -o <dir>"
+	@echo "or a longer average (docs/quality.md): $(BIN)/python scripts/posthoc_average.py runs/celeba70k --decay 0.9999 --upto <step> --storage float16 -o <dir>"
 	@echo "and: make encoder (a new generator needs its own encoder; packaging drops the old one)"
 
 # Train the encoder that proposes z for the shipped generator and add it to the package.

@@ -27,13 +27,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path)
     parser.add_argument("--method", choices=["blended", "completed"], default="blended")
     args = parser.parse_args(argv)
+    for path in (args.before, args.after):
+        if not path.is_file():  # a folder, a FIFO (which would block), a missing path
+            print(f"error: {path} is not a file", file=sys.stderr)
+            return 1
     try:
         reports = [json.loads(p.read_text(encoding="utf-8")) for p in (args.before, args.after)]
         diffs = paired_differences(*reports, method=args.method)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        kind = "not an inpaint evaluate report" if isinstance(
-            exc, (KeyError, TypeError, AttributeError)) else str(exc)
-        print(f"error: {kind}" + (f" ({exc!r})" if kind != str(exc) else ""), file=sys.stderr)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read a report: {exc}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError):
+        print("error: not an inpaint evaluate report (inpaint evaluate --json writes one)",
+              file=sys.stderr)
+        return 1
+    except ValueError as exc:  # json's errors too
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     if not diffs:
         print("error: the reports share no mask type", file=sys.stderr)

@@ -2,12 +2,11 @@
 import numpy as np
 import pytest
 
-from inpaint.checkpoints import list_checkpoints
 from inpaint.config import apply_overrides
-from inpaint.errors import ConfigError, Interrupted
-from inpaint.train import GANTrainer, prepare_run_dir, train
+from inpaint.errors import ConfigError
+from inpaint.train import GANTrainer
 
-from .conftest import tiny_config, write_faces
+from .conftest import tiny_config
 
 
 def _real(seed=0, n=4):
@@ -104,38 +103,8 @@ def test_bad_every_is_a_config_error():
         apply_overrides(tiny_config(), ["train.r1_every=0"])
 
 
-def test_resumed_penalised_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
-    """Interrupted between two R1 steps, the resumed run keeps the schedule (it follows the
-    step, not the session) and ends where the uninterrupted run does."""
-    data = write_faces(tmp_path / "faces", n=12)
-    cfg = apply_overrides(tiny_config(), ["train.r1_gamma=0.2", "train.r1_every=2"])
-    straight = tmp_path / "straight"
-    prepare_run_dir(straight, cfg)
-    train(data, straight, cfg, progress=False)
-
-    broken = tmp_path / "broken"
-    prepare_run_dir(broken, cfg)
-    real_step = GANTrainer.train_step
-
-    def interrupt_at_3(self, batch):
-        if self.step == 3:
-            raise KeyboardInterrupt
-        return real_step(self, batch)
-
-    monkeypatch.setattr(GANTrainer, "train_step", interrupt_at_3)
-    with pytest.raises(Interrupted, match="interrupted at step 3"):
-        train(data, broken, cfg, progress=False)
-    monkeypatch.setattr(GANTrainer, "train_step", real_step)
-    assert list_checkpoints(broken / "checkpoints")[-1].name == "ckpt-0000003"
-    train(data, broken, cfg, progress=False)
-
-    a, b = GANTrainer(cfg), GANTrainer(cfg)
-    a.restore_latest(straight / "checkpoints")
-    b.restore_latest(broken / "checkpoints")
-    assert a.step == b.step == 6
-    for va, vb in zip(a.generator.weights + a.discriminator.weights,
-                      b.generator.weights + b.discriminator.weights):
-        np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5, err_msg=va.path)
+# A resumed run with R1 equals an uninterrupted one: tests/test_train.py,
+# test_resumed_run_matches_an_uninterrupted_one[r1].
 
 
 def test_bfloat16_penalised_step_is_finite():

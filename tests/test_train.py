@@ -114,9 +114,14 @@ def test_resume_continues_counters_and_sample_z(tmp_path):
     np.testing.assert_array_equal(after.sample_z, first.sample_z)
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["train.r1_gamma=0.2", "train.r1_every=2"]],
+                         ids=["plain", "r1"])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch, extra):
+    """Interrupted at step 3 and resumed, a run ends where an uninterrupted one does; with R1
+    every other step, interrupted between two R1 steps, it keeps the schedule (it follows the
+    step, not the session)."""
     data = write_faces(tmp_path / "faces", n=8)
-    cfg = apply_overrides(tiny_config(), ["train.epochs=2"])
+    cfg = apply_overrides(tiny_config(), ["train.epochs=2", *extra])
     straight = tmp_path / "straight"
     prepare_run_dir(straight, cfg)
     train(data, straight, cfg, progress=False)
@@ -140,9 +145,10 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     a, b = GANTrainer(cfg), GANTrainer(cfg)
     a.restore_latest(straight / "checkpoints")
     b.restore_latest(broken / "checkpoints")
-    for va, vb in zip(a.generator.weights + a.ema_generator.weights,
-                      b.generator.weights + b.ema_generator.weights):
-        np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5)
+    assert a.step == b.step == 4
+    for va, vb in zip(a.generator.weights + a.ema_generator.weights + a.discriminator.weights,
+                      b.generator.weights + b.ema_generator.weights + b.discriminator.weights):
+        np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-5, err_msg=va.path)
 
 
 def test_damaged_latest_checkpoint_falls_back(tiny_run, tiny_cfg):

@@ -146,7 +146,9 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
                   missing_fraction: float = 0.8, progress=None) -> dict:
     """Complete `images` (N, S, S, 3) uint8 under mask type `kind` and score the completed and
     blended results and both baselines against the originals. Returns
-    {method: {psnr, ssim, hole_l1, n}, "seconds_per_image": float}."""
+    {method: {psnr, ssim, hole_l1, detail, n}, "seconds_per_image": float, "per_image": {"stems":
+    [...], "completed" and "blended": {psnr: [...], ssim: [...], hole_l1: [...], detail: [...]}}}
+    (each face's scores, in the order of `stems`)."""
     from inpaint.search import Completer
 
     spec = MaskSpec(kind, center_scale=center_scale, missing_fraction=missing_fraction,

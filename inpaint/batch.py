@@ -104,7 +104,9 @@ def complete_files(inputs: Sequence[Path], out_dir: Path, model, *, mask: MaskSp
     # cannot give, a code stage it does not have) fail before anything is written
     run = _BatchRun(out_dir, model, options, mask, shard, blend_result, out_interval, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = completion_settings(options, mask, model, blend_result)
+    # the options as they will run (iterations decided for the start and the mask), so a run
+    # resumed after the defaults changed is not mixed with outputs made under the old ones
+    settings = completion_settings(run.completer.options, mask, model, blend_result)
     check_settings(out_dir, settings, overwrite, layout.RUN_RECORDS, "completions")
     _write_run_record(out_dir, shard, {"settings": settings, "finished": False})
     stems = output_stems(inputs)
@@ -188,7 +190,8 @@ class _BatchRun:
                  progress: bool):
         self.out_dir, self.opts, self.mask = out_dir, opts, mask
         self.blend_result, self.out_interval, self.progress = blend_result, out_interval, progress
-        self.completer = Completer(model, opts, lowres=mask.lowres)
+        self.completer = Completer(model, opts, lowres=mask.lowres,
+                                   scattered=mask.scattered)
         # Shards share out_dir: files every shard would write get the shard's name.
         self.grid_prefix = f"shard{shard[0]}_" if shard and shard[0] > 1 else ""
         self.log_path = layout.log_path(out_dir, shard)

@@ -171,10 +171,12 @@ DEFAULT_LR = {"adam": 0.03, "momentum": 0.01}
 # Where each search starts: the model's encoder (models.propose) or a uniform random z; "auto":
 # the encoder where the model has one and the mask is in pixels (not lowres), else random.
 INITS = ("auto", "encoder", "random")
-# Iterations when none are asked for, by start. Measured on celeba-val (docs/search.md): from a
-# random z, Adam with Yeh weighting has converged by ~100; from the encoder's proposal the fill is
-# best after a few dozen (later ones fit the context closer and the hole drifts).
-DEFAULT_ITERS = {"random": 150, "encoder": 30}
+# Iterations when none are asked for, by start and mask. Measured on celeba-val (docs/search.md):
+# from a random z, Adam with Yeh weighting has converged by ~100; from the encoder's proposal a
+# hole is filled best after a few dozen (later ones fit the context closer and the hole drifts),
+# but scattered missing pixels (masks.MaskSpec.scattered: known pixels everywhere) keep gaining
+# in PSNR and detail to 150.
+DEFAULT_ITERS = {"random": 150, "encoder": 30, "encoder-scattered": 150}
 # Bounds on what a search may be asked for. 10,000 iterations is 67x the longest default and
 # ~25 minutes for a batch of 64 on 2 cores (0.14 s a step): past it a typo, not a plan. The
 # multi-code search mixes features of 20-30 codes in Gu et al. 2020; at 1000 its per-channel
@@ -292,12 +294,13 @@ class SearchOptions:
             raise UsageError("finetune steps must be >= 0, its lr > 0 and its hold >= 0")
         return self
 
-    def resolved(self, from_encoder: bool) -> SearchOptions:
-        """These options with `iters` set: DEFAULT_ITERS of the start when it is None."""
+    def resolved(self, from_encoder: bool, scattered: bool = False) -> SearchOptions:
+        """These options with `iters` set where it is None: DEFAULT_ITERS of the start, and from
+        the encoder of the mask's kind (`scattered`: missing pixels spread over the face)."""
         if self.iters is not None:
             return self
-        return dataclasses.replace(self, iters=DEFAULT_ITERS["encoder" if from_encoder
-                                                           else "random"])
+        key = ("encoder-scattered" if scattered else "encoder") if from_encoder else "random"
+        return dataclasses.replace(self, iters=DEFAULT_ITERS[key])
 
     @property
     def learning_rate(self) -> float:

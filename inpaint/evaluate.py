@@ -146,14 +146,15 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
                   missing_fraction: float = 0.8, progress=None) -> dict:
     """Complete `images` (N, S, S, 3) uint8 under mask type `kind` and score the completed and
     blended results and both baselines against the originals. Returns
-    {method: {psnr, ssim, hole_l1, detail, n}, "seconds_per_image": float, "per_image": {"stems":
+    {method: {psnr, ssim, hole_l1, detail, n}, "seconds_per_image": float, "iterations": int
+    (the search's, as the Completer decided them), "per_image": {"stems":
     [...], "completed" and "blended": {psnr: [...], ssim: [...], hole_l1: [...], detail: [...]}}}
     (each face's scores, in the order of `stems`)."""
     from inpaint.search import Completer
 
     spec = MaskSpec(kind, center_scale=center_scale, missing_fraction=missing_fraction,
                     seed=options.seed)
-    run = Completer(model, options, lowres=spec.lowres)
+    run = Completer(model, options, lowres=spec.lowres, scattered=spec.scattered)
     scores = {m: MethodScores() for m in ("completed", "blended", "mean_fill", "harmonic")}
     seconds = 0.0
     for start in range(0, len(images), batch_size):
@@ -173,6 +174,7 @@ def evaluate_mask(model, images: np.ndarray, stems: list[str], kind: str, option
             progress(len(batch))
     out = {m: s.summary() for m, s in scores.items()}
     out["seconds_per_image"] = seconds / max(len(images), 1)
+    out["iterations"] = run.options.iters  # as decided for the start and the mask's kind
     # Each face's scores, so two models (or two settings) can be compared face by face
     # (paired_differences): a mean difference of 0.03 dB means little without its spread.
     out["per_image"] = {"stems": list(stems),
@@ -266,7 +268,7 @@ def quality_curve(model, images: np.ndarray, stems: list[str], kind: str, option
     from inpaint.search import Completer
 
     spec = MaskSpec(kind, seed=options.seed)
-    run = Completer(model, options, lowres=spec.lowres)
+    run = Completer(model, options, lowres=spec.lowres, scattered=spec.scattered)
     masks = np.stack([spec.mask_for(s, images.shape[1]) for s in stems])
     curve = []
     clock = {"start": time.perf_counter(), "paused": 0.0}

@@ -26,6 +26,7 @@ from inpaint.files import open_regular
 from inpaint.images import is_image_path
 
 MASK_TYPES = ("center", "left", "right", "top", "bottom", "random", "grid", "lowres", "full")
+SCATTERED_TYPES = ("random", "grid")  # missing pixels spread out, known ones everywhere
 GRID_STEP = 4  # `grid`: one known pixel in 4 along each axis
 LOWRES_BLOCK = 8  # `lowres`: the input is known only as means over 8x8 blocks
 
@@ -216,6 +217,14 @@ class MaskSpec:
     @property
     def lowres(self) -> bool:
         return self.kind == "lowres" and self.file is None and self.folder is None \
+            and self.box is None
+
+    @property
+    def scattered(self) -> bool:
+        """Missing pixels spread over the whole face, known ones among them (the random and
+        grid types): the search from the encoder runs longer on these (config.DEFAULT_ITERS).
+        Masks from files, folders and boxes count as holes."""
+        return self.kind in SCATTERED_TYPES and self.file is None and self.folder is None \
             and self.box is None
 
     def describe(self) -> str:

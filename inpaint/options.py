@@ -148,7 +148,8 @@ def search_options(shift: bool = False):
     options = [
         click.option("--iters", default=_SEARCH.iters, type=click.IntRange(min=0, max=MAX_ITERS),
                      help="Search iterations (default: {random} from a random start, {encoder} "
-                          "from the encoder's; see docs/search.md).".format(**DEFAULT_ITERS)),
+                          "from the encoder's, {encoder-scattered} from the encoder's on random "
+                          "and grid masks; see docs/search.md).".format(**DEFAULT_ITERS)),
         click.option("--optimizer", default=_SEARCH.optimizer, show_default=True,
                      type=click.Choice(OPTIMIZERS)),
         click.option("--lr", type=FiniteFloatRange(min=0, min_open=True),

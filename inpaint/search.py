@@ -341,17 +341,21 @@ class Completer:
 
     `model`: a models.LoadedModel (its encoder, if any, proposes z), or the networks as a tuple
     (generator, discriminator) or (generator, discriminator, encoder). `lowres`: the masks are
-    lowres (8x8 block means are matched, nothing is pasted). UsageError for options that cannot
-    be honoured (an encoder start without an encoder, ...)."""
+    lowres (8x8 block means are matched, nothing is pasted). `scattered`: the masks' missing
+    pixels are spread over the face (masks.MaskSpec.scattered), which sets the default
+    iterations from the encoder (config.DEFAULT_ITERS). UsageError for options that cannot be
+    honoured (an encoder start without an encoder, ...)."""
 
-    def __init__(self, model, options: SearchOptions | None = None, lowres: bool = False):
+    def __init__(self, model, options: SearchOptions | None = None, lowres: bool = False,
+                 scattered: bool = False):
         options = SearchOptions.of(options).validate()
         if isinstance(model, (str, os.PathLike)):  # a model directory, as load_model takes it
             model = load_model(model)
         generator, discriminator, self.encoder = _networks_of(model)
         self.lowres = lowres
         self.from_encoder = use_encoder(options, self.encoder, lowres)
-        self.options = options.resolved(self.from_encoder)  # `options.iters` is what will run
+        # `options.iters` is what will run
+        self.options = options.resolved(self.from_encoder, scattered)
         if isinstance(model, LoadedModel):  # cast once per model and precision
             self.generator, self.discriminator = model.networks(self.options.precision)
         else:

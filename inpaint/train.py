@@ -785,17 +785,21 @@ def _load_weights(net, path: Path) -> None:
 
 
 def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int | None = None,
-                   out_dir: str | Path | None = None, storage: str = "float32") -> Path:
+                   out_dir: str | Path | None = None, storage: str = "float32",
+                   start: str | Path | None = None) -> Path:
     """Export `out_dir` (default `run_dir/model`) with the generator averaged at `decay` after
     the run (posthoc_average), from the run's checkpoints up to step `upto` (default: all); the
     discriminator is the last one's. The average starts from the model the run was started from
-    (`--init-from`, recorded in run.json), or, for a run started from random weights, from its
-    oldest checkpoint (a random start is forgotten anyway). Each checkpoint stands for the steps
+    (`--init-from`, recorded in run.json, its generator checked against the sha256 recorded
+    there: a model folder such as the shipped one may hold another model by now; `start` gives
+    the original from elsewhere, checked the same way), or, for a run started from random
+    weights, from its oldest checkpoint (a random start is forgotten anyway). Each checkpoint
+    stands for the steps
     since the one before: a decay's window, about 1 / (1 - decay) steps, should span several
     checkpoints and lie within those kept (train.keep_checkpoints x train.checkpoint_every); a
     warning says when the checkpoints deleted before the oldest kept one would carry more than 1%
     of the average's weight."""
-    from inpaint.models import build_discriminator, build_generator, export_model, load_model
+    from inpaint.models import build_discriminator, build_generator, export_model
 
     run_dir = Path(run_dir)
     if not 0.0 <= decay < 1.0:  # also NaN
@@ -811,13 +815,9 @@ def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int 
     for t, p in ckpts:
         _load_weights(generator, p / "generator.weights.h5")
         snapshots.append((t, generator.get_weights()))
-    init = _previous_init(run_dir, path=True)
+    init = _average_start(run_dir, start)
     if init is not None:
-        try:
-            start = load_model(init).generator.get_weights()
-        except (ModelError, OSError) as e:
-            raise RunDirError(f"the run started from {init}, which the average starts from, and "
-                              f"it does not load: {e}") from e
+        start = load_start(init, _previous_init(run_dir))
         first = 0
     else:  # the oldest checkpoint is the start, the others are averaged onto it
         (first, start), snapshots = snapshots[0], snapshots[1:]
@@ -839,6 +839,41 @@ def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int 
                          f"{ckpts[0][0]}-{total}) from {origin}"}
     return export_model(Path(out_dir) if out_dir else run_dir / "model", generator,
                         discriminator, cfg, step=total, extra=info, storage=storage)
+
+
+def _average_start(run_dir: Path, start) -> Path | None:
+    """The model folder an average of the run starts from: `start` if given, else the run's
+    --init-from path; None for a run started from random weights (ConfigError with `start`)."""
+    init = _previous_init(run_dir, path=True)
+    if start is None:
+        return init
+    if init is None:
+        raise ConfigError(f"{run_dir} started from random weights, not from a model: its average "
+                          "starts from its oldest checkpoint; leave the start out")
+    return Path(start)
+
+
+def load_start(path: Path, record: dict) -> list:
+    """The generator weights of the model at `path`, the start of an average of the run whose
+    run.json `init_from` record is `record`; RunDirError when it does not load or its generator
+    is not the one the run started from (by the sha256 recorded)."""
+    from inpaint.models import load_model
+
+    try:
+        model = load_model(path)
+    except (ModelError, OSError) as e:
+        raise RunDirError(f"the run started from {path}, which the average starts from, and "
+                          f"it does not load: {e}") from e
+    want = (record.get("sha256") or {}).get("generator.keras")
+    have = model.identity.get("sha256", {}).get("generator.keras")
+    if want and have != want:
+        raise RunDirError(f"the run started from the generator with sha256 {want[:12]}..., "
+                          f"recorded in its run.json, but {path} holds another one "
+                          f"({str(have)[:12]}...): the model there has been replaced since. "
+                          "Give the model the run started from as the average's start "
+                          "(posthoc_average.py --start DIR; a shipped model of an earlier "
+                          "commit: git archive COMMIT inpaint/pretrained | tar -x -C DIR)")
+    return model.generator.get_weights()
 
 
 def export_run(run_dir: str | Path, cfg: Config, trainer: GANTrainer | None = None, *,

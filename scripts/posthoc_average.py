@@ -7,7 +7,8 @@ one run, and to package the one chosen.
     python scripts/posthoc_average.py runs/mine --decay 0.9995 --upto 5000 --storage float16 -o m
 
 The start of the average is the model the run was started from (`--init-from`, recorded in
-run.json). Every checkpoint up to --upto stands for the steps since the one before, so keep them
+run.json with its sha256, which is checked: where that folder holds another model by now, such as
+inpaint/pretrained after a new model was shipped, give the original with --start DIR). Every checkpoint up to --upto stands for the steps since the one before, so keep them
 all (`--set train.keep_checkpoints=...`); with checkpoints every 250 steps and decay 0.999 this
 reproduced the run's own average within 0.01 dB of completion PSNR (docs/quality.md). The
 discriminator is the last checkpoint's.
@@ -27,6 +28,9 @@ def main() -> None:
     parser.add_argument("--upto", type=int, help="last step to use (default: the newest)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="model directory")
     parser.add_argument("--storage", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--start", type=Path,
+                        help="the model the run started from, where its --init-from folder "
+                             "holds another one by now (checked by sha256)")
     args = parser.parse_args()
 
     from inpaint import train
@@ -37,7 +41,7 @@ def main() -> None:
         raise SystemExit(f"{args.run} holds no training run")
     try:
         print(train.export_average(args.run, cfg, args.decay, upto=args.upto, out_dir=args.out,
-                                   storage=args.storage))
+                                   storage=args.storage, start=args.start))
     except InpaintError as e:
         raise SystemExit(f"Error: {e}") from None
 

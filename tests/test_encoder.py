@@ -219,6 +219,57 @@ def test_the_default_iterations_follow_the_start(tiny_encoder_run, tiny_model):
     assert Completer(tiny_model, SearchOptions()).options.iters == DEFAULT_ITERS["random"]
 
 
+def test_scattered_masks_search_longer_from_the_encoder(tiny_encoder_run, tiny_model, tmp_path):
+    """Random and grid masks (known pixels everywhere) get DEFAULT_ITERS["encoder-scattered"]
+    from the encoder; holes keep the short search, a random start its own count, and an asked
+    count wins. `complete` and `evaluate` pass the mask's kind down, and the run's settings hold
+    the count that ran."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from inpaint.cli import cli
+    from inpaint.config import DEFAULT_ITERS, SearchOptions
+    from inpaint.evaluate import evaluate_mask
+    from inpaint.masks import MaskSpec
+    from inpaint.models import load_model
+    from inpaint.search import Completer
+
+    short, long = DEFAULT_ITERS["encoder"], DEFAULT_ITERS["encoder-scattered"]
+    assert short < long
+    assert SearchOptions().resolved(True, scattered=True).iters == long
+    assert SearchOptions().resolved(False, scattered=True).iters == DEFAULT_ITERS["random"]
+    assert SearchOptions(iters=7).resolved(True, scattered=True).iters == 7
+    assert [MaskSpec(k).scattered for k in ("random", "grid", "center", "left", "lowres")] == [
+        True, True, False, False, False]
+    assert not MaskSpec("random", box=(1, 1, 4, 4)).scattered
+    assert not MaskSpec("random", file=tmp_path / "m.png").scattered
+    assert not MaskSpec("grid", folder=tmp_path).scattered
+
+    model = load_model(tiny_encoder_run / "model")
+    opts = SearchOptions(precision="float32")
+    assert Completer(model, opts, scattered=True).options.iters == long
+    assert Completer(model, opts).options.iters == short
+    assert Completer(tiny_model, opts, scattered=True).options.iters == DEFAULT_ITERS["random"]
+
+    images = faces(2)
+    for kind, want in (("random", long), ("center", short)):
+        r = evaluate_mask(model, images, ["a", "b"], kind, opts, progress=None)
+        assert r["iterations"] == want, kind
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(data / f"f{i}.png")
+    for kind, want in (("random", long), ("center", short)):
+        out = tmp_path / kind
+        r = CliRunner().invoke(cli, ["complete", str(data), "-o", str(out), "--model",
+                                     str(tiny_encoder_run / "model"), "--mask-type", kind,
+                                     "--precision", "float32", "-q"])
+        assert r.exit_code == 0, r.output
+        settings = json.loads((out / "run.json").read_text())["settings"]
+        assert settings["options"]["iters"] == want, kind
+
+
 def test_a_damaged_encoder_checkpoint_is_skipped_and_set_aside(tiny_encoder_run, tiny_model,
                                                                  tmp_path):
     ckpts = tmp_path / "checkpoints"

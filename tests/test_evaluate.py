@@ -94,7 +94,8 @@ def test_evaluate_on_the_tiny_model(tiny_run):
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     res = evaluate_mask(model, images, ["a", "b", "c"], "center", SearchOptions(iters=3))
     assert set(res) == {"completed", "blended", "mean_fill", "harmonic", "seconds_per_image",
-                        "per_image"}
+                        "iterations", "per_image"}
+    assert res["iterations"] == 3
     assert res["completed"]["n"] == 3 and np.isfinite(res["blended"]["psnr"])
     # the per-face scores are the ones the means summarise, in the order of the stems
     per = res["per_image"]

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -442,6 +443,38 @@ def test_export_average_is_the_posthoc_average_of_the_run_from_its_start(tiny_ru
     with pytest.raises(RunDirError, match="no checkpoint up to step 5"):
         export_average(run, cfg, 0.5, upto=5, out_dir=tmp_path / "d")
     assert not (tmp_path / "d").exists()
+
+
+def test_export_average_refuses_a_start_model_replaced_since_and_takes_the_original(
+        tiny_run, tiny_cfg, tmp_path):
+    """The --init-from folder (the shipped model's, say) may hold another model by the time the
+    run is averaged: the average must not silently start from it."""
+    from inpaint.errors import ConfigError
+    from inpaint.models import load_model
+    from inpaint.train import export_average, posthoc_average
+
+    data = write_faces(tmp_path / "faces", n=16)
+    cfg = apply_overrides(tiny_config(), ["train.epochs=1", "train.checkpoint_every=2"])
+    init, original = tmp_path / "init", tmp_path / "original"
+    shutil.copytree(tiny_run / "model", init)
+    shutil.copytree(tiny_run / "model", original)
+    run = tmp_path / "warm"
+    prepare_run_dir(run, cfg)
+    train(data, run, cfg, init_from=init, progress=False)
+    snaps = _checkpoint_generators(run, cfg)
+    want = posthoc_average(load_model(original).generator.get_weights(), snaps, 0.5)
+    shutil.rmtree(init)  # the folder now holds another model: the run's own export
+    shutil.copytree(run / "model", init)
+    with pytest.raises(RunDirError, match="has been replaced since"):
+        export_average(run, cfg, 0.5, out_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(RunDirError, match="has been replaced since"):  # a wrong start is refused
+        export_average(run, cfg, 0.5, out_dir=tmp_path / "a", start=init)
+    got = load_model(export_average(run, cfg, 0.5, out_dir=tmp_path / "b", start=original))
+    for a, b in zip(got.generator.get_weights(), want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ConfigError, match="started from random weights"):
+        export_average(tiny_run, tiny_cfg, 0.5, out_dir=tmp_path / "c", start=original)
 
 
 def test_export_average_of_a_run_from_random_weights_starts_at_its_oldest_checkpoint(

@@ -80,6 +80,7 @@ pretrained: install
 	$(BIN)/python scripts/pretrained.py select runs/celeba70k --images aligned/celeba-val --also-trained
 	@echo "then: $(BIN)/python scripts/pretrained.py package runs/celeba70k --step <best step>"
 	@echo "or a longer average (docs/quality.md): $(BIN)/python scripts/posthoc_average.py runs/celeba70k --decay 0.9999 --upto <step> --storage float16 -o <dir>"
+	@echo "  (with --start <a copy of the model it started from> once inpaint/pretrained holds another)"
 	@echo "and: make encoder (a new generator needs its own encoder; packaging drops the old one)"
 
 # Train the encoder that proposes z for the shipped generator and add it to the package.

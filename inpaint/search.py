@@ -444,11 +444,11 @@ def complete(generator, discriminator, images: np.ndarray, masks: np.ndarray, *,
              options: SearchOptions | None = None, lowres: bool = False, blend_result: bool = True,
              seeds: Sequence | None = None,
              callback: Callable[[int, np.ndarray, np.ndarray, dict], None] | None = None,
-             encoder=None) -> CompletionResult:
+             encoder=None, scattered: bool = False) -> CompletionResult:
     """Complete one batch with these networks: `Completer((generator, discriminator, encoder),
-    options, lowres)(images, masks, ...)` (see Completer). To complete several batches with one
-    set-up (compiled once), make the Completer and call it per batch."""
-    return Completer((generator, discriminator, encoder), options, lowres)(
+    options, lowres, scattered)(images, masks, ...)` (see Completer). To complete several
+    batches with one set-up (compiled once), make the Completer and call it per batch."""
+    return Completer((generator, discriminator, encoder), options, lowres, scattered)(
         images, masks, seeds=seeds, blend_result=blend_result, callback=callback)
 
 

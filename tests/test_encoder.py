@@ -232,7 +232,7 @@ def test_scattered_masks_search_longer_from_the_encoder(tiny_encoder_run, tiny_m
     from inpaint.evaluate import evaluate_mask
     from inpaint.masks import MaskSpec
     from inpaint.models import load_model
-    from inpaint.search import Completer
+    from inpaint.search import Completer, complete
 
     short, long = DEFAULT_ITERS["encoder"], DEFAULT_ITERS["encoder-scattered"]
     assert short < long
@@ -250,6 +250,9 @@ def test_scattered_masks_search_longer_from_the_encoder(tiny_encoder_run, tiny_m
     assert Completer(model, opts, scattered=True).options.iters == long
     assert Completer(model, opts).options.iters == short
     assert Completer(tiny_model, opts, scattered=True).options.iters == DEFAULT_ITERS["random"]
+    r = complete(model.generator, model.discriminator, faces(1), build_mask("random", 16)[None],
+                 options=opts, encoder=model.encoder, scattered=True)
+    assert r.losses["total"].shape == (long + 1, 1)
 
     images = faces(2)
     for kind, want in (("random", long), ("center", short)):

@@ -862,8 +862,8 @@ def load_start(path: Path, record: dict) -> list:
     try:
         model = load_model(path)
     except (ModelError, OSError) as e:
-        raise RunDirError(f"the run started from {path}, which the average starts from, and "
-                          f"it does not load: {e}") from e
+        raise RunDirError(f"the average's start {path} (the model the run started from) does "
+                          f"not load: {e}") from e
     want = (record.get("sha256") or {}).get("generator.keras")
     have = model.identity.get("sha256", {}).get("generator.keras")
     if want and have != want:

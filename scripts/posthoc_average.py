@@ -8,10 +8,11 @@ one run, and to package the one chosen.
 
 The start of the average is the model the run was started from (`--init-from`, recorded in
 run.json with its sha256, which is checked: where that folder holds another model by now, such as
-inpaint/pretrained after a new model was shipped, give the original with --start DIR). Every checkpoint up to --upto stands for the steps since the one before, so keep them
-all (`--set train.keep_checkpoints=...`); with checkpoints every 250 steps and decay 0.999 this
-reproduced the run's own average within 0.01 dB of completion PSNR (docs/quality.md). The
-discriminator is the last checkpoint's.
+inpaint/pretrained after a new model was shipped, give the original with --start DIR). Every
+checkpoint up to --upto stands for the steps since the one before, so keep them all (`--set
+train.keep_checkpoints=...`); with checkpoints every 250 steps and decay 0.999 this reproduced
+the run's own average within 0.01 dB of completion PSNR (docs/quality.md). The discriminator is
+the last checkpoint's.
 """
 
 from __future__ import annotations

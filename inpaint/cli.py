@@ -181,7 +181,8 @@ def _with_overrides(cfg, sets, shortcuts):
 @click.option("--export-only", is_flag=True, help="Export model/ from the latest checkpoint.")
 @click.option("--average-decay", type=float, metavar="D",
               help="With --export-only: the generator averaged at decay D after the run, from "
-                   "the run's checkpoints (keep enough of them: README, Training).")
+                   "the run's checkpoints (keep enough of them: README, Training), its batch-norm "
+                   "statistics recomputed for the averaged weights.")
 @click.option("--upto", type=click.IntRange(min=1), metavar="STEP",
               help="With --average-decay: average the checkpoints up to STEP only.")
 @click.option("--export-to", type=click.Path(path_type=Path), metavar="DIR",

@@ -12,7 +12,8 @@ inpaint/pretrained after a new model was shipped, give the original with --start
 checkpoint up to --upto stands for the steps since the one before, so keep them all (`--set
 train.keep_checkpoints=...`); with checkpoints every 250 steps and decay 0.999 this reproduced
 the run's own average within 0.01 dB of completion PSNR (docs/quality.md). The discriminator is
-the last checkpoint's.
+the last checkpoint's. The average's batch-norm statistics are then recomputed for its weights
+(`--batchnorm average` keeps them averaged like the weights, as before 2026-12-06).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--start", type=Path,
                         help="the model the run started from, where its --init-from folder "
                              "holds another one by now (checked by sha256)")
+    parser.add_argument("--batchnorm", choices=["recompute", "average"], default="recompute",
+                        help="the average's batch-norm statistics: recomputed for its weights "
+                             "(default), or averaged like its weights (as before 2026-12-06)")
     args = parser.parse_args()
 
     from inpaint import train
@@ -42,7 +46,8 @@ def main() -> None:
         raise SystemExit(f"{args.run} holds no training run")
     try:
         print(train.export_average(args.run, cfg, args.decay, upto=args.upto, out_dir=args.out,
-                                   storage=args.storage, start=args.start))
+                                   storage=args.storage, start=args.start,
+                                   batchnorm=args.batchnorm))
     except InpaintError as e:
         raise SystemExit(f"Error: {e}") from None
 

@@ -400,11 +400,53 @@ def _checkpoint_generators(run, cfg):
     return out
 
 
+def _is_moving_statistic(variable) -> bool:
+    return variable.name in ("moving_mean", "moving_variance")
+
+
+def test_recompute_batchnorm_sets_the_statistics_the_weights_produce(tiny_cfg):
+    """After recompute_batchnorm each batch norm's input, computed in inference mode over the
+    same z, averages its moving mean, and the mean of the batches' biased variances is its moving
+    variance; statistics that were off (as a weight average's are) are replaced, the other
+    weights are untouched, and the z are seeded."""
+    import keras
+
+    from inpaint.models import build_generator
+    from inpaint.train import recompute_batchnorm
+
+    g = build_generator(tiny_cfg.model)
+    bns = [layer for layer in g.layers if layer.name.startswith("g_bn")]
+    assert len(bns) >= 2
+    for bn in bns:  # stale statistics: far from what the weights produce
+        bn.moving_mean.assign(np.full(bn.moving_mean.shape, 3.0, np.float32))
+        bn.moving_variance.assign(np.full(bn.moving_variance.shape, 50.0, np.float32))
+    others = [v.numpy().copy() for v in g.weights if not _is_moving_statistic(v)]
+    z_dim, batch, batches = tiny_cfg.model.z_dim, 8, 6
+    ratios = recompute_batchnorm(g, z_dim, batch, batches=batches, seed=5)
+    assert [name for name, _ in ratios] == [bn.name for bn in bns]
+    assert all(0 < r < 1 for _, r in ratios)  # the weights produce less variance than 50
+    z = np.random.default_rng(5).uniform(-1.0, 1.0, (batches * batch, z_dim)).astype(np.float32)
+    for bn in bns:
+        x = np.asarray(keras.Model(g.input, bn.input)(z, training=False), np.float64)
+        x = x.reshape(batches, -1, x.shape[-1])
+        mean, var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+        np.testing.assert_allclose(mean, x.mean((0, 1)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(var, x.var(1).mean(0), rtol=1e-5, atol=1e-7)
+        assert np.all(var > 0) and not np.allclose(var, 50.0)
+    for a, b in zip(others, [v.numpy() for v in g.weights if not _is_moving_statistic(v)],
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    before = [v.numpy().copy() for v in g.weights]
+    recompute_batchnorm(g, z_dim, batch, batches=batches, seed=5)  # same z: same statistics
+    for a, v in zip(before, g.weights, strict=True):
+        np.testing.assert_allclose(v.numpy(), a, rtol=1e-6, atol=1e-7)
+
+
 def test_export_average_is_the_posthoc_average_of_the_run_from_its_start(tiny_run, tmp_path,
                                                                         caplog):
     from inpaint.errors import ConfigError
-    from inpaint.models import load_model
-    from inpaint.train import export_average, posthoc_average
+    from inpaint.models import build_generator, load_model
+    from inpaint.train import export_average, posthoc_average, recompute_batchnorm
 
     data = write_faces(tmp_path / "faces", n=16)
     cfg = apply_overrides(tiny_config(), ["train.epochs=2", "train.checkpoint_every=2",
@@ -424,19 +466,40 @@ def test_export_average_is_the_posthoc_average_of_the_run_from_its_start(tiny_ru
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
     with caplog.at_level("WARNING", logger="inpaint.train"):
-        path = export_average(run, cfg, 0.5, out_dir=tmp_path / "a")
+        path = export_average(run, cfg, 0.5, out_dir=tmp_path / "a", batchnorm="average")
     # steps 1-5 are gone with their checkpoints: step 6 stands in for them (0.25 * 63/64)
     assert "oldest checkpoint kept is step 6" in caplog.text and "25%" in caplog.text
     same(weights(path), posthoc_average(start, snaps, 0.5))
     meta = load_model(path).meta
     assert meta["step"] == 8
     assert meta["generator"].startswith("average at decay 0.5 of 2 checkpoints (steps 6-8)")
+    assert meta["generator"].endswith("batch-norm statistics averaged")
     caplog.clear()
     with caplog.at_level("WARNING", logger="inpaint.train"):
-        same(weights(export_average(run, cfg, 0.0, out_dir=tmp_path / "b")), snaps[-1][1])
+        same(weights(export_average(run, cfg, 0.0, out_dir=tmp_path / "b", batchnorm="average")),
+             snaps[-1][1])
     assert "oldest checkpoint" not in caplog.text  # decay 0: only the last one counts
-    same(weights(export_average(run, cfg, 0.5, upto=7, out_dir=tmp_path / "c")),
+    same(weights(export_average(run, cfg, 0.5, upto=7, out_dir=tmp_path / "c",
+                                batchnorm="average")),
          posthoc_average(start, snaps[:1], 0.5))
+    # The default recomputes the average's batch-norm statistics for its weights: the weights
+    # are the same average, the moving statistics what recompute_batchnorm makes of them.
+    recomputed = load_model(export_average(run, cfg, 0.5, out_dir=tmp_path / "e"))
+    want = build_generator(cfg.model)
+    want.set_weights(posthoc_average(start, snaps, 0.5))
+    recompute_batchnorm(want, cfg.model.z_dim, cfg.train.batch_size)
+    moving = [_is_moving_statistic(v) for v in want.weights]
+    assert sum(moving) == 2 * sum(layer.name.startswith("g_bn") for layer in want.layers) > 0
+    for got, exp, averaged, is_moving in zip(recomputed.generator.get_weights(),
+                                             want.get_weights(), weights(path), moving,
+                                             strict=True):
+        np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-6)
+        if not is_moving:
+            np.testing.assert_array_equal(got, averaged)
+    assert recomputed.meta["generator"].endswith("batch-norm statistics recomputed for its "
+                                                 f"weights ({cfg.train.batch_size} x 128 z)")
+    with pytest.raises(ConfigError, match="batchnorm must be"):
+        export_average(run, cfg, 0.5, out_dir=tmp_path / "d", batchnorm="keep")
     for bad in (float("nan"), 1.0, -0.1):
         with pytest.raises(ConfigError, match="decay must be in"):
             export_average(run, cfg, bad, out_dir=tmp_path / "d")
@@ -470,7 +533,8 @@ def test_export_average_refuses_a_start_model_replaced_since_and_takes_the_origi
     assert not (tmp_path / "a").exists()
     with pytest.raises(RunDirError, match="has been replaced since"):  # a wrong start is refused
         export_average(run, cfg, 0.5, out_dir=tmp_path / "a", start=init)
-    got = load_model(export_average(run, cfg, 0.5, out_dir=tmp_path / "b", start=original))
+    got = load_model(export_average(run, cfg, 0.5, out_dir=tmp_path / "b", start=original,
+                                    batchnorm="average"))
     for a, b in zip(got.generator.get_weights(), want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     with pytest.raises(ConfigError, match="started from random weights"):
@@ -483,7 +547,8 @@ def test_export_average_of_a_run_from_random_weights_starts_at_its_oldest_checkp
     from inpaint.train import export_average, posthoc_average
 
     (t0, w0), (t1, w1) = _checkpoint_generators(tiny_run, tiny_cfg)
-    got = load_model(export_average(tiny_run, tiny_cfg, 0.5, out_dir=tmp_path / "m"))
+    got = load_model(export_average(tiny_run, tiny_cfg, 0.5, out_dir=tmp_path / "m",
+                                    batchnorm="average"))
     for a, b in zip(got.generator.get_weights(), posthoc_average(w0, [(t1 - t0, w1)], 0.5)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert "from the run's checkpoint at step 5" in got.meta["generator"]

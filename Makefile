@@ -61,7 +61,7 @@ gif: complete  ## animate the completion
 	$(INPAINT) make-gif $(OUT) -o $(GIF)
 
 demo: install  ## complete data/samples with the shipped model: out/demo/{sheet.png,completion.gif}
-	$(INPAINT) complete data/samples/*.png -o out/demo
+	$(INPAINT) complete data/samples/*.png -o out/demo --overwrite
 	$(INPAINT) make-gif out/demo -o out/demo/completion.gif --scale 2
 	@echo "open out/demo/sheet.png and out/demo/completion.gif"
 

@@ -872,12 +872,7 @@ def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int 
                     100 * decay ** (total - ckpts[0][0]) * (1.0 - decay ** before), decay)
     generator.set_weights(posthoc_average(start, [(t - first, w) for t, w in snapshots], decay)
                           if snapshots else start)
-    statistics = "averaged"
-    if batchnorm == "recompute":
-        ratios = recompute_batchnorm(generator, cfg.model.z_dim, cfg.train.batch_size)
-        log.info("batch-norm statistics recomputed for the average; variance new / old: %s",
-                 ", ".join(f"{name} {r:.3f}" for name, r in ratios))
-        statistics = f"recomputed for its weights ({cfg.train.batch_size} x 128 z)"
+    statistics = _average_statistics(generator, cfg, batchnorm)
     discriminator = build_discriminator(cfg.model)
     _load_weights(discriminator, ckpts[-1][1] / "discriminator.weights.h5")
     origin = str(init) if init is not None else f"the run's checkpoint at step {first}"
@@ -887,6 +882,17 @@ def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int 
                          f"{statistics}"}
     return export_model(Path(out_dir) if out_dir else run_dir / "model", generator,
                         discriminator, cfg, step=total, extra=info, storage=storage)
+
+
+def _average_statistics(generator, cfg: Config, batchnorm: str) -> str:
+    """Give the averaged `generator` the batch-norm statistics `batchnorm` asks for ("recompute":
+    recompute_batchnorm; "average": kept as averaged) and say which, for model.json."""
+    if batchnorm == "average":
+        return "averaged"
+    ratios = recompute_batchnorm(generator, cfg.model.z_dim, cfg.train.batch_size)
+    log.info("batch-norm statistics recomputed for the average; variance new / old: %s",
+             ", ".join(f"{name} {r:.3f}" for name, r in ratios))
+    return f"recomputed for its weights ({cfg.train.batch_size} x 128 z)"
 
 
 def _average_start(run_dir: Path, start) -> Path | None:

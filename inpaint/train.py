@@ -863,13 +863,7 @@ def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int 
     else:  # the oldest checkpoint is the start, the others are averaged onto it
         (first, start), snapshots = snapshots[0], snapshots[1:]
     total = ckpts[-1][0]
-    before = ckpts[0][0] - first  # steps the oldest kept checkpoint stands in for alone
-    if ckpts[0][0] > cfg.train.checkpoint_every + first and decay ** (total - ckpts[0][0]) \
-            * (1.0 - decay ** before) > 0.01:
-        log.warning("the oldest checkpoint kept is step %d: the %d steps before it, %.0f%% of "
-                    "the average at decay %g, are taken as equal to it; keep more checkpoints "
-                    "(train.keep_checkpoints) or use a smaller decay", ckpts[0][0], before,
-                    100 * decay ** (total - ckpts[0][0]) * (1.0 - decay ** before), decay)
+    _warn_deleted_checkpoints(ckpts[0][0], first, total, decay, cfg.train.checkpoint_every)
     generator.set_weights(posthoc_average(start, [(t - first, w) for t, w in snapshots], decay)
                           if snapshots else start)
     statistics = _average_statistics(generator, cfg, batchnorm)
@@ -882,6 +876,19 @@ def export_average(run_dir: str | Path, cfg: Config, decay: float, *, upto: int 
                          f"{statistics}"}
     return export_model(Path(out_dir) if out_dir else run_dir / "model", generator,
                         discriminator, cfg, step=total, extra=info, storage=storage)
+
+
+def _warn_deleted_checkpoints(oldest: int, first: int, total: int, decay: float,
+                              checkpoint_every: int) -> None:
+    """Warn when the steps before the oldest kept checkpoint (deleted ones, taken as equal to
+    it) carry more than 1% of the average's weight."""
+    before = oldest - first  # steps the oldest kept checkpoint stands in for alone
+    weight = decay ** (total - oldest) * (1.0 - decay ** before)
+    if oldest > checkpoint_every + first and weight > 0.01:
+        log.warning("the oldest checkpoint kept is step %d: the %d steps before it, %.0f%% of "
+                    "the average at decay %g, are taken as equal to it; keep more checkpoints "
+                    "(train.keep_checkpoints) or use a smaller decay", oldest, before,
+                    100 * weight, decay)
 
 
 def _average_statistics(generator, cfg: Config, batchnorm: str) -> str:

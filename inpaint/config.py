@@ -184,6 +184,7 @@ DEFAULT_ITERS = {"random": 150, "encoder": 30, "encoder-scattered": 150}
 MAX_ITERS = 10_000
 MAX_CODES = 64
 MAX_RESTARTS = 64
+MAX_ENCODER_NORM = 2.0  # a random z's typical length times this; sqrt(3) already fills the cube
 # What the search changes: z only (Yeh et al.); several codes whose generator features are mixed
 # with learned per-channel weights (multi-code GAN prior, Gu et al., CVPR 2020); or z and then,
 # per image, the generator's weights held close to the trained ones (the idea of Pan et al.
@@ -210,6 +211,9 @@ class SearchOptions:
     max_shift: float = 4.0  # pixels, each axis
     shift_lr: float = 0.05  # pixels per Adam step
     init: str = "auto"  # INITS; with restarts > 1 the first restart starts from the encoder
+    encoder_norm: float | None = None  # the encoder's proposal rescaled to this fraction of a
+    #   random z's typical length, sqrt(z_dim / 3): proposals are shorter (regression to the
+    #   mean) and G is smoother near z = 0 (docs/search.md); None: as proposed
     search: str = "z"  # SEARCH_KINDS
     codes: int = 8  # multi-code: latent codes per image
     code_stage: int = 1  # multi-code: the codes' features are mixed after this upsampling stage
@@ -255,7 +259,7 @@ class SearchOptions:
     def validate(self) -> SearchOptions:
         self._check_types()
         for name in ("lr", "momentum", "beta2", "lam", "max_shift", "shift_lr", "finetune_lr",
-                     "finetune_hold"):
+                     "finetune_hold", "encoder_norm"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise UsageError(f"{name} must be a finite number, got {value}")
@@ -282,6 +286,9 @@ class SearchOptions:
             raise UsageError("max shift must be >= 0 and the shift step > 0")
         if self.learning_rate <= 0:
             raise UsageError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.encoder_norm is not None and not 0 < self.encoder_norm <= MAX_ENCODER_NORM:
+            raise UsageError(f"encoder norm must be in (0, {MAX_ENCODER_NORM}], got "
+                             f"{self.encoder_norm}")
         if self.init not in INITS:
             raise UsageError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.search not in SEARCH_KINDS:

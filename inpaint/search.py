@@ -354,6 +354,10 @@ class Completer:
         generator, discriminator, self.encoder = _networks_of(model)
         self.lowres = lowres
         self.from_encoder = use_encoder(options, self.encoder, lowres)
+        if options.encoder_norm is not None and not self.from_encoder:
+            raise UsageError("encoder norm rescales the encoder's proposal, but this search "
+                             "starts from random z (init 'random', a model without an encoder, "
+                             "or lowres masks): leave it out")
         # `options.iters` is what will run
         self.options = options.resolved(self.from_encoder, scattered)
         if isinstance(model, LoadedModel):  # cast once per model and precision
@@ -475,8 +479,21 @@ def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks,
     codes, dim = (search.codes, search.code_dim) if multi else (1, search.z_dim)
     z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
     if encoder is not None:
-        z0[::k, 0] = propose(encoder, images, masks)  # the first restart of each image
+        proposed = propose(encoder, images, masks)
+        if opts.encoder_norm is not None:
+            proposed = rescale_proposal(proposed, opts.encoder_norm)
+        z0[::k, 0] = proposed  # the first restart of each image
     return search.pack(z0) if multi else z0[:, 0]
+
+
+def rescale_proposal(z: np.ndarray, fraction: float) -> np.ndarray:
+    """Proposals (B, D) each rescaled to `fraction` of a uniform z's typical length sqrt(D / 3),
+    then clipped to the prior's cube [-1, 1] (so the longest come out a little shorter); a zero
+    row stays zero."""
+    target = fraction * np.sqrt(z.shape[-1] / 3.0)
+    length = np.linalg.norm(z, axis=-1, keepdims=True)
+    scale = np.divide(target, length, out=np.zeros_like(length), where=length > 0)
+    return np.clip(z * scale, -1.0, 1.0).astype(np.float32)
 
 
 def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:

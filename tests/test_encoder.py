@@ -156,6 +156,45 @@ def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
         images, masks).z, proposed)
 
 
+def test_rescaled_proposals_keep_their_direction_at_the_asked_length():
+    from inpaint.search import rescale_proposal
+
+    rng = np.random.default_rng(0)
+    z = (rng.uniform(-1, 1, (5, 100)) * 0.3).astype(np.float32)  # short, as the encoder's are
+    typical = np.sqrt(100 / 3)
+    out = rescale_proposal(z, 0.8)
+    # 0.8 * 5.77 = 4.6 over 100 entries of about +-0.46: none reaches the cube's face
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 0.8 * typical, rtol=1e-5)
+    np.testing.assert_allclose(out / np.linalg.norm(out, axis=1, keepdims=True),
+                               z / np.linalg.norm(z, axis=1, keepdims=True), atol=1e-6)
+    long = rescale_proposal(z, 2.0)  # past sqrt(3) * typical = sqrt(100) the cube clips
+    assert np.abs(long).max() <= 1.0 and (np.linalg.norm(long, axis=1) <= 10.0 + 1e-5).all()
+    zero = rescale_proposal(np.zeros((1, 100), np.float32), 0.8)
+    assert np.isfinite(zero).all() and not zero.any()
+
+
+def test_the_search_starts_from_the_rescaled_proposal(tiny_encoder_run, tiny_model):
+    from inpaint.config import SearchOptions
+    from inpaint.models import load_model
+    from inpaint.search import Completer, rescale_proposal
+
+    model = load_model(tiny_encoder_run / "model")
+    images, masks = faces(3), np.stack([build_mask("left", 16)] * 3)
+    proposed = propose(model.encoder, images, masks)
+    r = Completer(model, SearchOptions(iters=0, encoder_norm=0.9, precision="float32"))(
+        images, masks)
+    np.testing.assert_allclose(r.z, rescale_proposal(proposed, 0.9), atol=1e-6)
+    assert not np.allclose(r.z, proposed, atol=1e-3)
+    # it rescales the encoder's proposal: refused where the search starts from random z
+    for model_, init, lowres in ((model, "random", False), (tiny_model, "auto", False),
+                                 (model, "auto", True)):
+        with pytest.raises(InpaintError, match="encoder norm"):
+            Completer(model_, SearchOptions(init=init, encoder_norm=0.9), lowres=lowres)
+    for bad in (0.0, -1.0, 2.5):
+        with pytest.raises(InpaintError, match="encoder norm"):
+            SearchOptions(encoder_norm=bad).validate()
+
+
 def test_init_encoder_without_an_encoder_or_with_lowres_masks_is_refused(tiny_model,
                                                                           tiny_encoder_run):
     from inpaint.config import SearchOptions

@@ -58,7 +58,8 @@ def test_train_set_nan_is_a_usage_error(tmp_path):
     ["--lr", "nan"], ["--lam", "nan"], ["--momentum", "nan"], ["--lam", "inf"],
     ["--max-shift", "nan"], ["--max-shift", "inf"], ["--center-scale", "nan"],
     ["--missing-fraction", "nan"], ["--seed", "-1"], ["--iters", "1000000000"],
-    ["--codes", "1000"], ["--restarts", "100000"],
+    ["--codes", "1000"], ["--restarts", "100000"], ["--encoder-norm", "nan"],
+    ["--encoder-norm", "0"], ["--encoder-norm", "3"],
 ])
 def test_complete_refuses_non_finite_options_before_any_work(args, tmp_path):
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))
@@ -105,7 +106,8 @@ def test_the_library_refuses_an_fps_below_the_minimum(tmp_path):
 
 @pytest.mark.parametrize("field,value", [("lr", math.nan), ("lam", math.inf),
                                          ("momentum", math.nan), ("max_shift", math.nan),
-                                         ("seed", -1), ("lam", -1.0)])
+                                         ("seed", -1), ("lam", -1.0),
+                                         ("encoder_norm", math.nan)])
 def test_search_options_refuse_non_finite_and_negative_values(field, value):
     from inpaint.config import SearchOptions
 

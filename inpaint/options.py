@@ -193,8 +193,8 @@ def search_options(shift: bool = False):
 
 
 SEARCH_NAMES = ("iters", "optimizer", "lr", "momentum", "lam", "context_weighting",
-                "perceptual", "restarts", "seed", "init", "encoder_norm", "search", "codes", "finetune_steps",
-                "finetune_lr", "precision", "optimize_shift", "max_shift")
+                "perceptual", "restarts", "seed", "init", "encoder_norm", "search", "codes",
+                "finetune_steps", "finetune_lr", "precision", "optimize_shift", "max_shift")
 
 
 def search_settings(kw: dict) -> SearchOptions:

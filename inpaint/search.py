@@ -354,10 +354,6 @@ class Completer:
         generator, discriminator, self.encoder = _networks_of(model)
         self.lowres = lowres
         self.from_encoder = use_encoder(options, self.encoder, lowres)
-        if options.encoder_norm is not None and not self.from_encoder:
-            raise UsageError("encoder norm rescales the encoder's proposal, but this search "
-                             "starts from random z (init 'random', a model without an encoder, "
-                             "or lowres masks): leave it out")
         # `options.iters` is what will run
         self.options = options.resolved(self.from_encoder, scattered)
         if isinstance(model, LoadedModel):  # cast once per model and precision
@@ -498,7 +494,16 @@ def rescale_proposal(z: np.ndarray, fraction: float) -> np.ndarray:
 
 def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
     """Whether the search starts from the encoder's proposal (see SearchOptions.init).
-    UsageError when init "encoder" cannot be honoured."""
+    UsageError when init "encoder" or encoder_norm cannot be honoured."""
+    from_encoder = _starts_from_encoder(opts, encoder, lowres)
+    if opts.encoder_norm is not None and not from_encoder:
+        raise UsageError("encoder norm rescales the encoder's proposal, but this search "
+                         "starts from random z (init 'random', a model without an encoder, "
+                         "or lowres masks): leave it out")
+    return from_encoder
+
+
+def _starts_from_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
     if opts.init == "random":
         return False
     if opts.init == "encoder":

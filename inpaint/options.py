@@ -15,8 +15,10 @@ from click.core import ParameterSource
 from inpaint.align import DEFAULT_MIN_SCORE, DETECTORS, MIN_SCORE_FLOOR
 from inpaint.config import (
     CONTEXT_WEIGHTINGS,
+    DEFAULT_ENCODER_NORM,
     DEFAULT_ITERS,
     DEFAULT_LR,
+    ENCODER_NORM_WORDS,
     INITS,
     MAX_CODES,
     MAX_ENCODER_NORM,
@@ -43,6 +45,24 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{rv} is not a finite number.", param, ctx)
         return rv
+
+
+class EncoderNorm(click.ParamType):
+    """--encoder-norm: "auto", "off", or a finite number in (0, MAX_ENCODER_NORM]."""
+
+    name = "auto|off|F"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() in ENCODER_NORM_WORDS:
+            return value.strip().lower()
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and 0 < number <= MAX_ENCODER_NORM):
+            self.fail(f"{value!r} is not auto, off or a number in (0, {MAX_ENCODER_NORM}].",
+                      param, ctx)
+        return number
 
 
 # Seeds: non-negative, and within the 32 bits numpy's legacy seeding (keras) accepts.
@@ -126,12 +146,13 @@ def _start_and_kind_options() -> list:
                      help="Start from the model's encoder (inpaint train-encoder) or a random z; "
                           "auto: the encoder when the model has one. With --restarts > 1 the "
                           "first restart uses the encoder."),
-        click.option("--encoder-norm", type=FiniteFloatRange(min=0, min_open=True,
-                                                              max=MAX_ENCODER_NORM),
+        click.option("--encoder-norm", type=EncoderNorm(), default=_SEARCH.encoder_norm,
+                     show_default=True,
                      help="Rescale the encoder's proposed z to this fraction of a random z's "
                           "typical length before the search: sharper, less average fills for "
-                          "some PSNR (0.78: detail +0.06 for -0.11 dB on the centre hole; "
-                          "docs/search.md). Default: as proposed."),
+                          "a little PSNR (docs/search.md). auto: "
+                          f"{DEFAULT_ENCODER_NORM} when the search starts from the encoder; "
+                          "off: as proposed."),
         click.option("--search", default=_SEARCH.search, show_default=True,
                      type=click.Choice(SEARCH_KINDS),
                      help="z: search z only; multi-code: several codes mixed by learned channel "

@@ -476,7 +476,7 @@ def _starting_points(search, opts: SearchOptions, b: int, seeds, images, masks,
     z0 = initial_z(b, k * codes, dim, seeds, opts.seed).reshape(b * k, codes, dim)
     if encoder is not None:
         proposed = propose(encoder, images, masks)
-        if opts.encoder_norm is not None:
+        if opts.encoder_norm is not None:  # resolved (Completer): a number or None
             proposed = rescale_proposal(proposed, opts.encoder_norm)
         z0[::k, 0] = proposed  # the first restart of each image
     return search.pack(z0) if multi else z0[:, 0]
@@ -496,7 +496,8 @@ def use_encoder(opts: SearchOptions, encoder, lowres: bool) -> bool:
     """Whether the search starts from the encoder's proposal (see SearchOptions.init).
     UsageError when init "encoder" or encoder_norm cannot be honoured."""
     from_encoder = _starts_from_encoder(opts, encoder, lowres)
-    if opts.encoder_norm is not None and not from_encoder:
+    asked = opts.encoder_norm is not None and not isinstance(opts.encoder_norm, str)
+    if asked and not from_encoder:  # a number given; "auto" then just does nothing
         raise UsageError("encoder norm rescales the encoder's proposal, but this search "
                          "starts from random z (init 'random', a model without an encoder, "
                          "or lowres masks): leave it out")

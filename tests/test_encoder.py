@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from inpaint.config import EncoderConfig
+from inpaint.config import DEFAULT_ENCODER_NORM, EncoderConfig
 from inpaint.encoder import TRAINING_MASK_KINDS, EncoderTrainer, training_masks
 from inpaint.errors import ConfigError, InpaintError, ModelError, RunDirError
 from inpaint.masks import build_mask
@@ -142,9 +142,10 @@ def test_search_starts_from_the_encoders_proposal(tiny_encoder_run):
     images, masks = faces(3), np.stack([build_mask("left", 16)] * 3)
     proposed = propose(model.encoder, images, masks)
     for init in ("encoder", "auto"):
-        r = Completer(model, SearchOptions(iters=0, init=init, precision="float32"))(
-            images, masks)
-        np.testing.assert_allclose(r.z, proposed, atol=1e-6)
+        for off in ("off", None):  # as proposed (the default rescales it: the test below)
+            r = Completer(model, SearchOptions(iters=0, init=init, encoder_norm=off,
+                                               precision="float32"))(images, masks)
+            np.testing.assert_allclose(r.z, proposed, atol=1e-6)
     # restarts: the first starts from the encoder, the others at random; the best one wins
     r = Completer(model, SearchOptions(iters=0, init="encoder", restarts=3,
                                        precision="float32"))(images, masks)
@@ -185,14 +186,28 @@ def test_the_search_starts_from_the_rescaled_proposal(tiny_encoder_run, tiny_mod
         images, masks)
     np.testing.assert_allclose(r.z, rescale_proposal(proposed, 0.9), atol=1e-6)
     assert not np.allclose(r.z, proposed, atol=1e-3)
+    # the default, "auto": DEFAULT_ENCODER_NORM from the encoder; an int is a number too
+    assert SearchOptions().encoder_norm == "auto"
+    for norm, want in (("auto", DEFAULT_ENCODER_NORM), (1, 1.0)):
+        r = Completer(model, SearchOptions(iters=0, encoder_norm=norm, precision="float32"))(
+            images, masks)
+        np.testing.assert_allclose(r.z, rescale_proposal(proposed, want), atol=1e-6)
+    # ... and nothing where the search starts from random z: the same z as "off" there
+    rand = {norm: Completer(model, SearchOptions(iters=0, init="random", encoder_norm=norm,
+                                                 precision="float32"))(images, masks).z
+            for norm in ("auto", "off")}
+    np.testing.assert_array_equal(rand["auto"], rand["off"])
+    assert Completer(tiny_model, SearchOptions()).options.encoder_norm is None
     # it rescales the encoder's proposal: refused where the search starts from random z
     for model_, init, lowres in ((model, "random", False), (tiny_model, "auto", False),
                                  (model, "auto", True)):
         with pytest.raises(InpaintError, match="encoder norm"):
             Completer(model_, SearchOptions(init=init, encoder_norm=0.9), lowres=lowres)
-    for bad in (0.0, -1.0, 2.5):
+    for bad in (0.0, -1.0, 2.5, "fast", "", "AUTO"):
         with pytest.raises(InpaintError, match="encoder norm"):
             SearchOptions(encoder_norm=bad).validate()
+    with pytest.raises(InpaintError, match="encoder_norm must be"):
+        SearchOptions(encoder_norm=True).validate()
 
 
 def test_init_encoder_without_an_encoder_or_with_lowres_masks_is_refused(tiny_model,

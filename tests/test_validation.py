@@ -59,7 +59,7 @@ def test_train_set_nan_is_a_usage_error(tmp_path):
     ["--max-shift", "nan"], ["--max-shift", "inf"], ["--center-scale", "nan"],
     ["--missing-fraction", "nan"], ["--seed", "-1"], ["--iters", "1000000000"],
     ["--codes", "1000"], ["--restarts", "100000"], ["--encoder-norm", "nan"],
-    ["--encoder-norm", "0"], ["--encoder-norm", "3"],
+    ["--encoder-norm", "0"], ["--encoder-norm", "3"], ["--encoder-norm", "fast"],
 ])
 def test_complete_refuses_non_finite_options_before_any_work(args, tmp_path):
     src = write_faces(tmp_path / "in", n=1, size=(16, 16))

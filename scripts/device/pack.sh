@@ -36,7 +36,7 @@ echo '"""Stub: the profiler plugin was left out of this carried copy (scripts/de
 for lib in libtensorflow_cc.so.2 libtensorflow_framework.so.2; do
   python3 "$here/fatbin.py" "$tf/$lib" --keep 90 | tail -1
 done
-echo "compressing (zstd -19: about 5 minutes on 2 cores)"
+echo "compressing (zstd -19: about 3 minutes on 2 cores)"
 (cd "$work/site" && tar cf - tensorflow tensorflow-2.21.0.dist-info) |
   zstd -19 --long=30 -T0 -q -o "$work/payload/tf.tar.zst"
 rm -rf "$work/site"

@@ -46,7 +46,7 @@ if g:
     x = tf.random.normal((4096, 4096)); print("matmul", float(tf.reduce_sum(tf.matmul(x, x))))
     c = tf.keras.layers.Conv2D(64, 5, strides=2, padding="same")
     print("conv", c(tf.random.normal((8, 64, 64, 3))).shape)
-    print("bn+deconv", tf.keras.layers.Conv2DTranspose(8, 5, 2, padding="same")(tf.ones((2, 8, 8, 4))).shape)
+    print("deconv", tf.keras.layers.Conv2DTranspose(8, 5, 2, padding="same")(tf.ones((2, 8, 8, 4))).shape)
 PYEOF
 cat "$OUT/gpu_check.log" | grep -vE "^WARNING: All log|^I0000" | tail -25
 grep -q "GPUS \[Phys" "$OUT/gpu_check.log" || [ -n "${CPU_OK:-}" ] || { el "no GPU in TensorFlow"; ls -la /tmp/cu12; exit 4; }

@@ -596,11 +596,8 @@ def bench_ops(batch: int = 64, rounds: int = 7, repeats: int = 3) -> dict:
     comparison are timed in interleaved rounds and each ratio is a median over rounds, so a
     machine whose load drifts (a training job beside it) still gives fair ratios; the absolute
     times are printed for context."""
-    import tensorflow as tf
-
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
-    print(f"inpaint ops benchmark: float32, tf.function without XLA, batch {batch}, {device}, "
-          f"median of {rounds} interleaved rounds of {repeats}")
+    print(f"inpaint ops benchmark: float32, tf.function without XLA, batch {batch}, "
+          f"{device_name()}, median of {rounds} interleaved rounds of {repeats}")
 
     deform = bench_deformable(batch, rounds, repeats)
     print("\nDeformable convolution (ConvOffset2D + 5x5/2 conv) vs the plain 5x5/2 conv")

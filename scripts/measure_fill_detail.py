@@ -1,7 +1,7 @@
 """The photo-detail step of `inpaint fill` against the plain fill and classical fills (docs/fill.md).
 
     python scripts/measure_fill_detail.py ../shared/data/raw-photos --region mouth --region nose \
-        --json docs/fill_detail.json --crops docs/fill_detail_crops.png [--encoder-norm F]
+        --json docs/fill_detail.json --crops docs/fill_detail_crops.png [--encoder-norm off]
 
 Every photo below the folder in which a face is found has the named regions of its largest face
 filled four ways on the same hole: `--detail none`, `--detail context`, OpenCV's Telea inpainting
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from inpaint.align import AlignSettings, FaceAligner  # noqa: E402
-from inpaint.config import SearchOptions  # noqa: E402
+from inpaint.config import ENCODER_NORM_WORDS, SearchOptions  # noqa: E402
 from inpaint.errors import InpaintError  # noqa: E402
 from inpaint.evaluate import detail_ratio, harmonic_baseline  # noqa: E402
 from inpaint.fill import fill_photo  # noqa: E402
@@ -115,8 +115,9 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     p.add_argument("--crops", type=Path, help="a PNG of real | none | context crops")
     p.add_argument("--crop-faces", type=int, default=4, help="faces in --crops (largest first)")
-    p.add_argument("--encoder-norm", type=float, default=None,
-                   help="the search option of that name (default: the encoder's proposal as is)")
+    p.add_argument("--encoder-norm", default="auto",
+                   type=lambda v: v if v in ENCODER_NORM_WORDS else float(v),
+                   help="the search option of that name: auto (the default), off or a number")
     args = p.parse_args()
     regions = args.region or ["mouth", "nose"]
     model = load_model(args.model)

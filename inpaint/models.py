@@ -96,6 +96,63 @@ def build_generator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
     return keras.Model(z, out, name="generator")
 
 
+def widen_generator(generator: keras.Model, cfg: ModelConfig, gf: int,
+                    seed: int = 0) -> tuple[keras.Model, ModelConfig]:
+    """The generator `generator` (built from `cfg`) with `gf` > cfg.gf filters in its last hidden
+    layer (and as many more in each layer before it), computing the same function: Net2WiderNet
+    (Chen et al. 2016, "Net2Net"). Each new channel copies a random old one's incoming weights,
+    bias and batch norm (so the copies carry equal activations, in training mode too), and every
+    old channel's outgoing weights are split among it and its copies by random fractions that sum
+    to one, element by element: the sum the next layer computes is unchanged (up to float32
+    rounding), and the copies' different shares give them different gradients, so they grow
+    apart in training instead of staying twins. Returns (the new float32 generator, its config).
+    The discriminator is not touched. ValueError unless gf > cfg.gf."""
+    import dataclasses
+
+    if not isinstance(gf, int) or gf <= cfg.gf:
+        raise ValueError(f"gf must be an integer above the generator's {cfg.gf}, got {gf!r}")
+    new_cfg = dataclasses.replace(cfg, gf=gf)
+    rng = np.random.default_rng(seed)
+    n = cfg.n_up
+    old_w = [cfg.gf * 2 ** (n - 1 - s) for s in range(n)]  # channels entering stage s + 1
+    new_w = [gf * 2 ** (n - 1 - s) for s in range(n)]
+    picks = [np.concatenate([np.arange(o), rng.integers(0, o, w - o)])
+             for o, w in zip(old_w, new_w)]
+
+    def split(kernel: np.ndarray, axis: int, pick: np.ndarray, old: int) -> np.ndarray:
+        k = np.moveaxis(kernel, axis, -1)[..., pick]
+        share = rng.uniform(0.5, 1.5, k.shape)
+        onehot = np.eye(old)[pick]  # (new, old)
+        share = share / (share @ onehot)[..., pick]
+        return np.moveaxis(k * share, -1, axis)
+
+    weights = {w.path: np.asarray(w, dtype=np.float32) for w in generator.weights}
+    new = build_generator(new_cfg, "float32")
+    up = "g_conv" if cfg.upsample == "resize-conv" else "g_deconv"
+    # The upsampling kernel's (output, input) channel axes: Conv2DTranspose (k, k, out, in),
+    # Conv2D (k, k, in, out).
+    out_axis, in_axis = (3, 2) if up == "g_conv" else (2, 3)
+    values: dict[str, np.ndarray] = {}
+    k = weights["g_dense/kernel"].reshape(cfg.z_dim, 16, old_w[0])
+    values["g_dense/kernel"] = k[..., picks[0]].reshape(cfg.z_dim, -1)
+    values["g_dense/bias"] = weights["g_dense/bias"].reshape(16, old_w[0])[:, picks[0]].ravel()
+    for s in range(n):
+        for part in ("gamma", "beta", "moving_mean", "moving_variance"):
+            values[f"g_bn{s}/{part}"] = weights[f"g_bn{s}/{part}"][picks[s]]
+        kernel = split(weights[f"{up}{s + 1}/kernel"], in_axis, picks[s], old_w[s])
+        bias = weights[f"{up}{s + 1}/bias"]
+        if s + 1 < n:  # the layer's outputs are widened too
+            kernel = np.take(kernel, picks[s + 1], axis=out_axis)
+            bias = bias[picks[s + 1]]
+        values[f"{up}{s + 1}/kernel"], values[f"{up}{s + 1}/bias"] = kernel, bias
+    missing = sorted({w.path for w in new.weights} - values.keys())
+    if missing:
+        raise ValueError(f"cannot widen this generator: no rule for {missing}")
+    for w in new.weights:
+        w.assign(values[w.path])
+    return new, new_cfg
+
+
 def build_discriminator(cfg: ModelConfig, dtype: str = "float32") -> keras.Model:
     """images (B, S, S, C) in [-1, 1] -> logits (B, 1) float32 (real > 0).
 

@@ -47,11 +47,15 @@ def main() -> None:
     cfg = dataclasses.replace(model.config, model=model_cfg)
     note = (f"widened from gf {model.config.model.gf} to {args.gf} (Net2WiderNet, "
             f"scripts/widen_generator.py, seed {args.seed}); same outputs within {diff:.1e}")
-    out = export_model(args.out, wide, model.discriminator, cfg, step=model.meta.get("step", 0),
-                       extra={"generator": note, "widened_from": model.identity})
-    if model.encoder is not None:
-        export_with_encoder(load_model(out), model.encoder, out,
-                            info={"from": "copied from the model widened (same function)"})
+    try:
+        out = export_model(args.out, wide, model.discriminator, cfg,
+                           step=model.meta.get("step", 0),
+                           extra={"generator": note, "widened_from": model.identity})
+        if model.encoder is not None:
+            export_with_encoder(load_model(out), model.encoder, out,
+                                info={"from": "copied from the model widened (same function)"})
+    except (InpaintError, OSError) as e:
+        raise SystemExit(f"Error: cannot write {args.out}: {e}") from None
     print(f"{out}: {note}")
 
 

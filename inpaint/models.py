@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -107,11 +107,9 @@ def widen_generator(generator: keras.Model, cfg: ModelConfig, gf: int,
     rounding), and the copies' different shares give them different gradients, so they grow
     apart in training instead of staying twins. Returns (the new float32 generator, its config).
     The discriminator is not touched. ValueError unless gf > cfg.gf."""
-    import dataclasses
-
     if not isinstance(gf, int) or gf <= cfg.gf:
         raise ValueError(f"gf must be an integer above the generator's {cfg.gf}, got {gf!r}")
-    new_cfg = dataclasses.replace(cfg, gf=gf)
+    new_cfg = replace(cfg, gf=gf)
     rng = np.random.default_rng(seed)
     n = cfg.n_up
     old_w = [cfg.gf * 2 ** (n - 1 - s) for s in range(n)]  # channels entering stage s + 1
